@@ -1,0 +1,111 @@
+/**
+ * Turns what amqplib and Node's net/tls throw into TunnelErrors whose
+ * messages say what went wrong in the user's terms and what to do. Inputs
+ * may contain the broker URL; outputs only ever contain the scrubbed one.
+ */
+import { TunnelError } from '../common/errors';
+import type { StreamUrl } from './url';
+import { redactUrl } from './url';
+
+interface ErrLike {
+  code?: unknown;
+  message?: unknown;
+}
+
+function text(err: unknown): string {
+  const msg = (err as ErrLike | undefined)?.message;
+  return redactUrl(typeof msg === 'string' ? msg : String(err));
+}
+
+/** AMQP reply code carried by an amqplib channel or connection error, if any. */
+export function amqpCode(err: unknown): number | undefined {
+  const code = (err as ErrLike | undefined)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** Map a failure to open the broker connection. */
+export function brokerConnectError(err: unknown, url: StreamUrl): TunnelError {
+  if (err instanceof TunnelError) return err;
+  const where = `${url.host}:${url.port}`;
+  const code = (err as ErrLike | undefined)?.code;
+  const msg = text(err);
+  if (code === 'ECONNREFUSED') {
+    return new TunnelError(
+      'ECONNREFUSED',
+      `cannot reach the broker at ${where}: connection refused — is RabbitMQ running there and is the port right?`,
+      { cause: err },
+    );
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new TunnelError('ENOTFOUND', `cannot resolve the broker host '${url.host}' (DNS) — check the host name in the broker URL`, {
+      cause: err,
+    });
+  }
+  if (code === 'ETIMEDOUT' || /ETIMEDOUT/.test(msg)) {
+    return new TunnelError('ETIMEDOUT', `the broker at ${where} did not answer in time — check the host, port and firewall`, {
+      cause: err,
+    });
+  }
+  if (
+    typeof code === 'string' &&
+    (code.startsWith('ERR_TLS') ||
+      code.startsWith('ERR_SSL') ||
+      code.includes('CERT') ||
+      code === 'EPROTO' ||
+      code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE')
+  ) {
+    return new TunnelError('ERR_AMQP_TLS', `TLS with the broker at ${where} failed: ${msg} — check the CA, certificate and amqps:// port`, {
+      cause: err,
+    });
+  }
+  if (/ACCESS.REFUSED/i.test(msg) && /login/i.test(msg)) {
+    return new TunnelError(
+      'ERR_AMQP_AUTH',
+      `the broker at ${where} refused the login of user '${url.username || 'guest'}' — check the user name and password`,
+      { cause: err },
+    );
+  }
+  if (/ACCESS.REFUSED/i.test(msg) && /vhost/i.test(msg)) {
+    return new TunnelError(
+      'ERR_AMQP_ACCESS',
+      `user '${url.username || 'guest'}' may not use vhost '${url.vhost}' on ${where} — ask the broker admin for permissions`,
+      { cause: err },
+    );
+  }
+  if (/NOT.ALLOWED/i.test(msg) && /vhost/i.test(msg)) {
+    return new TunnelError('ERR_AMQP_VHOST', `the vhost '${url.vhost}' does not exist on the broker at ${where} — check the path of the broker URL`, {
+      cause: err,
+    });
+  }
+  if (/Socket closed abruptly during opening handshake/i.test(msg)) {
+    return new TunnelError(
+      'ERR_AMQP_BROKER',
+      `the server at ${where} closed the connection during the AMQP handshake — is it an AMQP broker, and does it expect ${url.protocol === 'amqp:' ? 'amqps://' : 'amqp://'}?`,
+      { cause: err },
+    );
+  }
+  return new TunnelError('ERR_AMQP_BROKER', `could not connect to the broker at ${where}: ${msg}`, { cause: err });
+}
+
+/** Map a channel-level failure of an operation on `queue`. */
+export function channelError(err: unknown, url: StreamUrl, queue: string, what: string): TunnelError {
+  if (err instanceof TunnelError) return err;
+  const code = amqpCode(err);
+  const msg = text(err);
+  if (code === 405) {
+    return new TunnelError(
+      'EADDRINUSE',
+      `queue '${queue}' at ${url.safeUrl} is already in use by another connection — stop the other publisher or choose another queue name`,
+      { cause: err },
+    );
+  }
+  if (code === 403) {
+    return new TunnelError('ERR_AMQP_ACCESS', `the broker refused to ${what} queue '${queue}': ${msg} — check the user's permissions on vhost '${url.vhost}'`, {
+      cause: err,
+    });
+  }
+  if (code === 404) {
+    return new TunnelError('ECONNRESET', `queue '${queue}' no longer exists at ${url.safeUrl}`, { cause: err });
+  }
+  return new TunnelError('ERR_AMQP_BROKER', `could not ${what} queue '${queue}' at ${url.safeUrl}: ${msg}`, { cause: err });
+}

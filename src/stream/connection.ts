@@ -1,0 +1,374 @@
+/**
+ * One AMQP connection shared by any number of stream servers and sockets,
+ * like the Go library's Connection.
+ *
+ * Channel economy: a stream costs no channel of its own (the Go original
+ * spends two per stream and dies after ~1,023). All streams publish on one
+ * confirm channel and consume on a small pool of channels; the pool exists
+ * only because amqplib serialises the RPCs (declare, consume, cancel) of a
+ * channel, so a few channels let many streams open at once. Each listener
+ * gets its own channel, because a failed exclusive declare closes the
+ * channel it was made on.
+ */
+import { EventEmitter } from 'node:events';
+import type * as tls from 'node:tls';
+import * as amqp from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import { TunnelError, describeError } from '../common/errors';
+import { silentLogger, type Logger } from '../common/logger';
+import { brokerConnectError, channelError } from './brokerErrors';
+import { PROTOCOL_VERSION } from './protocol';
+import { StreamServer, type ServerOptions } from './server';
+import { StreamSocket, type SocketOptions } from './socket';
+import { assertQueueName, parseStreamUrl, type StreamUrl } from './url';
+
+export interface ConnectOptions {
+  /** TLS: CA certificates to trust (PEM). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** TLS client certificate (PEM), for mutual TLS or SASL EXTERNAL. */
+  cert?: string | Buffer;
+  /** TLS client key (PEM). */
+  key?: string | Buffer;
+  /** Passphrase of the TLS client key. */
+  passphrase?: string;
+  /** TLS server name (SNI) when it differs from the URL's host. */
+  servername?: string;
+  /** Lowest TLS version to accept, for example 'TLSv1.2'. */
+  minVersion?: tls.SecureVersion;
+  /** Verify the broker's certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** Authenticate with SASL EXTERNAL (the TLS client certificate) instead of user/password. */
+  externalAuth?: boolean;
+  /** AMQP heartbeat in seconds (default 10; 0 disables). */
+  heartbeat?: number;
+  /** Name shown for this connection in the broker's management UI. */
+  connectionName?: string;
+  /** Milliseconds to wait for the broker's TCP/TLS connection (default 10000). */
+  connectTimeout?: number;
+  /** Where connection-level events are logged (default: nowhere). */
+  logger?: Logger;
+  /** Largest message body a stream sends, in bytes (default 128 KiB). */
+  maxMessageSize?: number;
+  /** Messages a stream may have delivered but not yet read (default 64). */
+  prefetch?: number;
+  /** Milliseconds a client waits for the listener's answer (default 10000). */
+  handshakeTimeout?: number;
+  /** Highest protocol version to offer or accept (default 2; 1 behaves exactly like the Go library). */
+  protocolVersion?: 1 | 2;
+  /** Channels in the consumer pool (default 4). */
+  consumerChannels?: number;
+}
+
+interface ResolvedOptions {
+  logger: Logger;
+  maxMessageSize: number;
+  prefetch: number;
+  handshakeTimeout: number;
+  protocolVersion: number;
+}
+
+/** Internal: what a socket or server needs from its connection. */
+export interface Transport {
+  readonly url: StreamUrl;
+  readonly options: ResolvedOptions;
+  /** Declare a server-named exclusive auto-delete queue and consume it. */
+  openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle>;
+  /** Publish on the shared confirm channel; false means wait for `whenDrained`. */
+  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean;
+  whenDrained(cb: () => void): void;
+  /** Route broker returns of messages sent to `queue` (a peer's data queue). */
+  watchReturns(queue: string, onReturn: (msg: Message) => void): void;
+  unwatchReturns(queue: string): void;
+  openChannel(): Promise<Channel>;
+  track(socket: StreamSocket): void;
+  untrack(socket: StreamSocket): void;
+}
+
+export interface ConsumerHandle {
+  queue: string;
+  channel: Channel;
+  consumerTag: string;
+}
+
+const DEFAULTS = {
+  heartbeat: 10,
+  connectTimeout: 10_000,
+  maxMessageSize: 128 * 1024,
+  prefetch: 64,
+  handshakeTimeout: 10_000,
+  consumerChannels: 4,
+};
+
+/**
+ * Open a connection to the broker at `url` (an AMQP URL; a `server_queue`
+ * parameter is ignored here). Rejects with a TunnelError that names the
+ * problem: ECONNREFUSED, ENOTFOUND, ETIMEDOUT, ERR_AMQP_AUTH, ERR_AMQP_VHOST, ERR_AMQP_TLS.
+ */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
+  const parsed = parseStreamUrl(url);
+  const u = new URL(parsed.brokerUrl);
+  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(options.heartbeat ?? DEFAULTS.heartbeat));
+  const socketOptions: Record<string, unknown> = {
+    noDelay: true,
+    timeout: options.connectTimeout ?? DEFAULTS.connectTimeout,
+    clientProperties: { connection_name: options.connectionName ?? 'amqp-tunnel' },
+  };
+  for (const k of ['ca', 'cert', 'key', 'passphrase', 'servername', 'minVersion', 'rejectUnauthorized'] as const) {
+    if (options[k] !== undefined) socketOptions[k] = options[k];
+  }
+  if (options.externalAuth) socketOptions.credentials = amqp.credentials.external();
+  let model: ChannelModel;
+  try {
+    model = await amqp.connect(u.toString(), socketOptions);
+  } catch (err) {
+    throw brokerConnectError(err, parsed);
+  }
+  const conn = new Connection(model, parsed, options);
+  try {
+    await conn.init();
+  } catch (err) {
+    await model.close().catch(() => undefined);
+    throw brokerConnectError(err, parsed);
+  }
+  return conn;
+}
+
+export class Connection extends EventEmitter implements Transport {
+  readonly url: StreamUrl;
+  readonly options: ResolvedOptions;
+  private readonly model: ChannelModel;
+  private readonly consumerChannelCount: number;
+  private pub?: ConfirmChannel;
+  private pool: Channel[] = [];
+  private next = 0;
+  private drainWaiters: Array<() => void> = [];
+  private returnRoutes = new Map<string, (msg: Message) => void>();
+  private sockets = new Set<StreamSocket>();
+  private servers = new Map<string, StreamServer>();
+  private closing = false;
+  private lost?: TunnelError;
+
+  /** @internal use `connect()` */
+  constructor(model: ChannelModel, url: StreamUrl, options: ConnectOptions) {
+    super();
+    this.model = model;
+    this.url = url;
+    this.options = {
+      logger: options.logger ?? silentLogger,
+      maxMessageSize: options.maxMessageSize ?? DEFAULTS.maxMessageSize,
+      prefetch: options.prefetch ?? DEFAULTS.prefetch,
+      handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
+      protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
+    };
+    this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
+    model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
+    model.on('close', (err?: Error) => this.onModelClose(err));
+    model.on('blocked', (reason: string) => this.options.logger.warn(`the broker blocked publishing: ${reason}`));
+    model.on('unblocked', () => this.options.logger.info('the broker unblocked publishing'));
+  }
+
+  /** @internal */
+  async init(): Promise<void> {
+    await this.ensureChannels();
+  }
+
+  /** The broker address without password. */
+  get address(): string {
+    return this.url.safeUrl;
+  }
+
+  /** True until `close()` is called or the broker connection is lost. */
+  get isOpen(): boolean {
+    return !this.closing && !this.lost;
+  }
+
+  /** Number of open stream sockets on this connection. */
+  get socketCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Open a stream to the listener on `queue` (net.connect's counterpart). */
+  connect(queue: string, options: SocketOptions = {}, onConnect?: () => void): StreamSocket {
+    assertQueueName(queue);
+    const socket = new StreamSocket(options);
+    if (onConnect) socket.once('connect', onConnect);
+    socket._start(this, queue);
+    return socket;
+  }
+
+  /** A server that is not listening yet; call `listen(queue)` on it. */
+  createServer(options: ServerOptions = {}, onConnection?: (socket: StreamSocket) => void): StreamServer {
+    const server = new StreamServer(this, options);
+    if (onConnection) server.on('connection', onConnection);
+    return server;
+  }
+
+  /** Listen on `queue` (net.createServer().listen()'s counterpart). */
+  listen(queue: string, onConnection?: (socket: StreamSocket) => void): StreamServer {
+    const server = this.createServer({}, onConnection);
+    server.listen(queue);
+    return server;
+  }
+
+  /** Close every socket and server, then the broker connection. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const server of [...this.servers.values()]) server.close();
+    const err = new TunnelError('ECONNRESET', `the connection to ${this.url.safeUrl} was closed locally`);
+    for (const socket of [...this.sockets]) socket.destroy(err);
+    if (!this.lost) await this.model.close().catch(() => undefined);
+  }
+
+  /** @internal */
+  registerServer(queue: string, server: StreamServer): void {
+    if (this.servers.has(queue)) {
+      throw new TunnelError(
+        'EADDRINUSE',
+        `queue '${queue}' at ${this.url.safeUrl} already has a listener in this process — close it first or choose another queue name`,
+      );
+    }
+    this.servers.set(queue, server);
+  }
+
+  /** @internal */
+  unregisterServer(queue: string, server: StreamServer): void {
+    if (this.servers.get(queue) === server) this.servers.delete(queue);
+  }
+
+  track(socket: StreamSocket): void {
+    this.sockets.add(socket);
+  }
+
+  untrack(socket: StreamSocket): void {
+    this.sockets.delete(socket);
+  }
+
+  async openChannel(): Promise<Channel> {
+    this.assertUsable();
+    const ch = await this.model.createChannel();
+    ch.on('error', (err: Error) => this.options.logger.debug(`channel error: ${describeError(err)}`));
+    return ch;
+  }
+
+  async openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
+    await this.ensureChannels();
+    const channel = this.pool[this.next++ % this.pool.length]!;
+    const q = await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
+    try {
+      const { consumerTag } = await channel.consume(q.queue, onMessage, { noAck: false, exclusive: true });
+      return { queue: q.queue, channel, consumerTag };
+    } catch (err) {
+      await channel.deleteQueue(q.queue).catch(() => undefined);
+      throw channelError(err, this.url, q.queue, 'consume');
+    }
+  }
+
+  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean {
+    const pub = this.pub;
+    if (!pub) {
+      const err = this.lost ?? new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
+      if (confirmed) process.nextTick(confirmed, err);
+      return true;
+    }
+    return pub.publish('', queue, body, options, confirmed);
+  }
+
+  whenDrained(cb: () => void): void {
+    if (!this.pub) {
+      process.nextTick(cb);
+      return;
+    }
+    this.drainWaiters.push(cb);
+  }
+
+  watchReturns(queue: string, onReturn: (msg: Message) => void): void {
+    this.returnRoutes.set(queue, onReturn);
+  }
+
+  unwatchReturns(queue: string): void {
+    this.returnRoutes.delete(queue);
+  }
+
+  private assertUsable(): void {
+    if (this.lost) throw this.lost;
+    if (this.closing) throw new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
+  }
+
+  private ensuring?: Promise<void>;
+
+  /** Open (or re-open after a channel failure) the publish channel and the consumer pool. */
+  private ensureChannels(): Promise<void> {
+    this.assertUsable();
+    if (this.pub && this.pool.length > 0) return Promise.resolve();
+    this.ensuring ??= this.openChannels().finally(() => {
+      this.ensuring = undefined;
+    });
+    return this.ensuring;
+  }
+
+  private async openChannels(): Promise<void> {
+    const pub = await this.model.createConfirmChannel();
+    pub.on('error', (err: Error) => this.options.logger.warn(`publish channel error: ${describeError(err)}`));
+    pub.on('return', (msg: Message) => this.onReturn(msg));
+    pub.on('drain', () => this.onDrain());
+    pub.on('close', () => {
+      if (this.pub === pub) this.pub = undefined;
+      this.onDrain();
+      this.failAll('the publish channel closed');
+    });
+    const pool: Channel[] = [];
+    for (let i = 0; i < this.consumerChannelCount; i++) {
+      const ch = await this.model.createChannel();
+      // Per-consumer limit (global=false): a stream whose reader stops gets no
+      // more than `prefetch` messages; the rest wait in its queue at the broker.
+      await ch.prefetch(this.options.prefetch, false);
+      ch.on('error', (err: Error) => this.options.logger.warn(`consumer channel error: ${describeError(err)}`));
+      ch.on('close', () => {
+        const i = this.pool.indexOf(ch);
+        if (i >= 0) {
+          this.pool = [];
+          this.failAll('a consumer channel closed');
+        }
+      });
+      pool.push(ch);
+    }
+    this.pub = pub;
+    this.pool = pool;
+  }
+
+  private onReturn(msg: Message): void {
+    const route = this.returnRoutes.get(msg.fields.routingKey);
+    if (route) route(msg);
+  }
+
+  private onDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  private failAll(why: string): void {
+    if (this.closing) return;
+    const err = this.lost ?? new TunnelError('ECONNRESET', `stream reset: ${why} on ${this.url.safeUrl}`);
+    for (const socket of [...this.sockets]) socket.destroy(err);
+  }
+
+  private onModelClose(cause?: Error): void {
+    if (!this.closing) {
+      this.lost = new TunnelError(
+        'ECONNRESET',
+        `lost the connection to the broker at ${this.url.safeUrl}${cause ? `: ${describeError(cause)}` : ''}`,
+        { cause },
+      );
+      this.options.logger.warn(this.lost.message);
+    }
+    this.pub = undefined;
+    this.pool = [];
+    this.onDrain();
+    const err = this.lost ?? new TunnelError('ECONNRESET', `the connection to ${this.url.safeUrl} was closed locally`);
+    for (const socket of [...this.sockets]) socket.destroy(err);
+    for (const server of [...this.servers.values()]) server._connectionLost(err);
+    this.emit('close', this.lost);
+  }
+}

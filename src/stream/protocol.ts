@@ -1,0 +1,77 @@
+/**
+ * The wire vocabulary (see docs/protocol.md).
+ *
+ * v1 is the Go library's protocol: an empty-body handshake with `reply-to`,
+ * data as message bodies, an empty body as end-of-stream. Nothing else is
+ * ever sent to a v1 peer.
+ *
+ * v2 is offered by a header on the client's handshake message and accepted
+ * by the same header on the listener's reply; a Go peer ignores headers, so
+ * the offer costs nothing. With v2 both ends also understand a reset
+ * message (a header on an otherwise empty message), so an aborted stream is
+ * reported to the peer as a reset instead of looking like a clean end.
+ */
+import type { Options } from 'amqplib';
+
+/** Handshake header carrying the highest protocol version the sender speaks. */
+export const VERSION_HEADER = 'x-amqp-stream-version';
+/** The version this implementation speaks. */
+export const PROTOCOL_VERSION = 2;
+/** v2 only: a message with this header aborts the stream; the value is the reason. */
+export const RESET_HEADER = 'x-amqp-stream-reset';
+
+export type Incoming =
+  | { kind: 'data'; body: Buffer }
+  | { kind: 'eof' }
+  | { kind: 'reset'; reason: string };
+
+interface MessageLike {
+  content: Buffer;
+  properties: { headers?: Record<string, unknown> | undefined };
+}
+
+/** What a message on a stream's data queue means, given the negotiated version. */
+export function classify(msg: MessageLike, version: number): Incoming {
+  if (version >= 2) {
+    const reset = msg.properties.headers?.[RESET_HEADER];
+    if (reset !== undefined) {
+      return { kind: 'reset', reason: Buffer.isBuffer(reset) ? reset.toString('utf8') : String(reset) };
+    }
+  }
+  return msg.content.length === 0 ? { kind: 'eof' } : { kind: 'data', body: msg.content };
+}
+
+/** The version a peer offers or accepts in its handshake message (1 when it says nothing). */
+export function peerVersion(headers: Record<string, unknown> | undefined): number {
+  const v = headers?.[VERSION_HEADER];
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isInteger(n) && n >= 1 ? n : 1;
+}
+
+/** The version two ends use: the lower of what each speaks. */
+export function negotiate(offered: number): number {
+  return Math.min(offered, PROTOCOL_VERSION);
+}
+
+/** Publish options for a data, EOF or handshake message: mandatory, transient. */
+export function publishOptions(extra?: Options.Publish): Options.Publish {
+  return { mandatory: true, deliveryMode: 1, ...extra };
+}
+
+/** Handshake headers: the offer (client) or the acceptance (listener). */
+export function handshakeHeaders(version: number): Record<string, unknown> {
+  return { [VERSION_HEADER]: version };
+}
+
+/** Reset message options (v2 only). */
+export function resetOptions(reason: string): Options.Publish {
+  return publishOptions({ headers: { [RESET_HEADER]: reason.slice(0, 200) } });
+}
+
+/** A message is a valid connection request when it has an empty body and a reply-to. */
+export function connectionRequestProblem(msg: { content: Buffer; properties: { replyTo?: unknown } }): string | undefined {
+  if (msg.content.length !== 0) return `it has a ${msg.content.length}-byte body (a connection request has none)`;
+  const replyTo = msg.properties.replyTo;
+  if (typeof replyTo !== 'string' || replyTo.length === 0) return 'it has no reply-to queue';
+  return undefined;
+}

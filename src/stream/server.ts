@@ -1,0 +1,194 @@
+/**
+ * A listener on a control queue, shaped like net.Server: 'listening',
+ * 'connection' (a StreamSocket), 'error', 'close', `close(cb)`, `address()`.
+ *
+ * The control queue is declared exclusive and auto-delete on a channel of
+ * its own, so a second listener anywhere gets the broker's RESOURCE_LOCKED,
+ * reported as EADDRINUSE. Every control message is acked once the stream is
+ * set up, or rejected (not requeued) and logged when it is malformed; the
+ * Go listener acks none of them.
+ */
+import { EventEmitter } from 'node:events';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { TunnelError, describeError } from '../common/errors';
+import { channelError } from './brokerErrors';
+import type { Connection } from './connection';
+import { connectionRequestProblem, peerVersion } from './protocol';
+import { StreamSocket, type SocketOptions } from './socket';
+import { assertQueueName, formatStreamAddress } from './url';
+
+export type ServerOptions = SocketOptions;
+
+export class StreamServer extends EventEmitter {
+  private readonly conn: Connection;
+  private readonly socketOptions: SocketOptions;
+  private queue?: string;
+  private channel?: Channel;
+  private consumerTag?: string;
+  private connections = new Set<StreamSocket>();
+  private state: 'idle' | 'opening' | 'listening' | 'closing' | 'closed' = 'idle';
+  private closeCallbacks: Array<(err?: Error) => void> = [];
+
+  /** @internal use `Connection.createServer()` or `Connection.listen()` */
+  constructor(conn: Connection, options: ServerOptions = {}) {
+    super();
+    this.conn = conn;
+    this.socketOptions = options;
+  }
+
+  /** True once the control queue is declared and consumed. */
+  get listening(): boolean {
+    return this.state === 'listening';
+  }
+
+  /** Open streams accepted by this server. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** The Go-style address of the listener (no password), or null when not listening. */
+  address(): string | null {
+    return this.queue && this.state === 'listening' ? formatStreamAddress(this.conn.url.safeUrl, this.queue) : null;
+  }
+
+  /** Start listening on `queue`; 'listening' or 'error' follows. */
+  listen(queue: string, onListening?: () => void): this {
+    if (this.state !== 'idle') {
+      throw new TunnelError('ERR_INVALID_ARG', `this server is already ${this.state === 'listening' ? 'listening' : this.state}`);
+    }
+    assertQueueName(queue);
+    if (onListening) this.once('listening', onListening);
+    this.state = 'opening';
+    this.queue = queue;
+    this.open(queue).then(
+      () => {
+        if (this.state !== 'opening') return;
+        this.state = 'listening';
+        this.conn.options.logger.info(`listening on queue '${queue}' at ${this.conn.url.safeUrl}`);
+        this.emit('listening');
+      },
+      (err: unknown) => this.fail(err instanceof TunnelError ? err : channelError(err, this.conn.url, queue, 'listen on')),
+    );
+    return this;
+  }
+
+  private async open(queue: string): Promise<void> {
+    this.conn.registerServer(queue, this);
+    const ch = await this.conn.openChannel();
+    this.channel = ch;
+    let setupDone = false;
+    ch.on('close', () => {
+      if (setupDone && this.state === 'listening') {
+        this.fail(new TunnelError('ECONNRESET', `the listener's channel on queue '${queue}' closed`));
+      }
+    });
+    await ch.assertQueue(queue, { durable: false, autoDelete: true, exclusive: true });
+    await ch.prefetch(100, false);
+    const { consumerTag } = await ch.consume(queue, (msg) => this.onControl(msg), {
+      noAck: false,
+      exclusive: true,
+      consumerTag: queue,
+    });
+    this.consumerTag = consumerTag;
+    setupDone = true;
+  }
+
+  private onControl(msg: ConsumeMessage | null): void {
+    const queue = this.queue!;
+    const log = this.conn.options.logger;
+    if (msg === null) {
+      this.fail(new TunnelError('ECONNRESET', `the broker cancelled the listener on queue '${queue}' (was the queue deleted?)`));
+      return;
+    }
+    const ch = this.channel!;
+    const problem = connectionRequestProblem(msg);
+    if (problem || this.state !== 'listening') {
+      if (problem) log.warn(`rejected a malformed connection request on queue '${queue}': ${problem}`);
+      try {
+        ch.reject(msg, false);
+      } catch {
+        // channel gone: the broker drops the message with the queue
+      }
+      return;
+    }
+    const clientQueue = msg.properties.replyTo as string;
+    const socket = new StreamSocket(this.socketOptions);
+    this.connections.add(socket);
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      this.maybeClosed();
+    });
+    socket._accept(this.conn, queue, clientQueue, peerVersion(msg.properties.headers)).then(
+      () => {
+        safeAck(ch, msg);
+        if (!socket.destroyed) this.emit('connection', socket);
+      },
+      (err: unknown) => {
+        safeAck(ch, msg);
+        log.warn(`could not accept a stream on queue '${queue}': ${describeError(err)}`);
+        socket.destroy();
+      },
+    );
+  }
+
+  /** Stop accepting streams; 'close' follows once every accepted stream has closed. */
+  close(cb?: (err?: Error) => void): this {
+    if (this.state === 'closed' || this.state === 'idle') {
+      if (cb) process.nextTick(cb, new TunnelError('ERR_INVALID_ARG', 'the server is not listening'));
+      return this;
+    }
+    if (cb) this.closeCallbacks.push(cb);
+    if (this.state === 'closing') return this;
+    this.state = 'closing';
+    this.stopListening().finally(() => this.maybeClosed());
+    return this;
+  }
+
+  private async stopListening(): Promise<void> {
+    if (this.queue) this.conn.unregisterServer(this.queue, this);
+    const ch = this.channel;
+    this.channel = undefined;
+    if (!ch) return;
+    // Cancelling the consumer deletes the auto-delete control queue; closing the channel makes sure.
+    if (this.consumerTag) await ch.cancel(this.consumerTag).catch(() => undefined);
+    await ch.close().catch(() => undefined);
+  }
+
+  private maybeClosed(): void {
+    if (this.state !== 'closing' || this.channel || this.connections.size > 0) return;
+    this.state = 'closed';
+    this.finishClose();
+  }
+
+  private finishClose(): void {
+    const cbs = this.closeCallbacks;
+    this.closeCallbacks = [];
+    process.nextTick(() => {
+      for (const cb of cbs) cb();
+      this.emit('close');
+    });
+  }
+
+  private fail(err: TunnelError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.conn.options.logger.warn(err.message);
+    this.state = 'closing';
+    this.stopListening().finally(() => {
+      this.emit('error', err);
+      this.maybeClosed();
+    });
+  }
+
+  /** @internal the broker connection is gone: fail and close. */
+  _connectionLost(err: TunnelError): void {
+    this.fail(err);
+  }
+}
+
+function safeAck(ch: Channel, msg: ConsumeMessage): void {
+  try {
+    ch.ack(msg);
+  } catch {
+    // channel closed: nothing left to acknowledge
+  }
+}

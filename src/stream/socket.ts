@@ -1,0 +1,420 @@
+/**
+ * A stream over AMQP, shaped like net.Socket: a Duplex that implements only
+ * `_read`, `_write`, `_final` and `_destroy`.
+ *
+ * - Writes made in one tick are coalesced into one message; large writes are
+ *   split at `maxMessageSize`. When amqplib's `publish()` returns false the
+ *   write callback waits for the channel's 'drain'.
+ * - A message is acked when its bytes are pushed to the reader; when `push()`
+ *   returns false the acks wait for `_read`, so the broker stops delivering
+ *   after `prefetch` messages and the rest wait in the queue.
+ * - `_final` sends the end-of-stream message (an empty body) and calls back
+ *   when the broker has confirmed it; the peer's empty body becomes
+ *   `push(null)`.
+ * - `destroy()` before both directions have ended is an abort: a v2 peer is
+ *   sent a reset; a v1 peer finds our queue gone when it next writes.
+ */
+import { Duplex } from 'node:stream';
+import type { ConsumeMessage, Message } from 'amqplib';
+import { TunnelError, describeError } from '../common/errors';
+import type { ConsumerHandle, Transport } from './connection';
+import { MessagePacker } from './packer';
+import {
+  classify,
+  handshakeHeaders,
+  negotiate,
+  peerVersion,
+  publishOptions,
+  resetOptions,
+} from './protocol';
+import { formatStreamAddress } from './url';
+
+export interface SocketOptions {
+  /** As in net: when false (default), the socket ends its writable side when the peer ends. */
+  allowHalfOpen?: boolean;
+  /** Readable buffer size in bytes before `push()` reports backpressure. */
+  readableHighWaterMark?: number;
+  /** Writable buffer size in bytes before `write()` returns false. */
+  writableHighWaterMark?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const DATA_OPTIONS = publishOptions();
+
+type State = 'opening' | 'handshaking' | 'open' | 'closed';
+
+export class StreamSocket extends Duplex {
+  /** Bytes received from the peer. */
+  bytesRead = 0;
+  /** Bytes sent to the peer. */
+  bytesWritten = 0;
+  /** The protocol version in use (1 = the Go library's), known after 'connect'. */
+  protocolVersion = 0;
+
+  private transport?: Transport;
+  private serverQueue = '';
+  private state: State = 'opening';
+  private consumer?: ConsumerHandle;
+  private peerQueue?: string;
+  private packer?: MessagePacker;
+  private flushScheduled = false;
+  private blocked = false;
+  private heldAcks: ConsumeMessage[] = [];
+  private whenOpen: Array<() => void> = [];
+  private eofSent = false;
+  private eofReceived = false;
+  private peerGone?: TunnelError;
+  private handshakeTimer?: NodeJS.Timeout;
+  private idleTimer?: NodeJS.Timeout;
+  private idleMs = 0;
+
+  constructor(options: SocketOptions = {}) {
+    super({
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      readableHighWaterMark: options.readableHighWaterMark,
+      writableHighWaterMark: options.writableHighWaterMark,
+      decodeStrings: true,
+      emitClose: true,
+      autoDestroy: true,
+    });
+  }
+
+  /** True while the handshake is under way (as net.Socket#connecting). */
+  get connecting(): boolean {
+    return this.state === 'opening' || this.state === 'handshaking';
+  }
+
+  /** 'opening', 'open', 'readOnly', 'writeOnly' or 'closed', as net.Socket#readyState. */
+  get readyState(): string {
+    if (this.connecting) return 'opening';
+    if (this.destroyed) return 'closed';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  /** This end's address: broker URL (no password), server_queue, local_queue, remote_queue. */
+  get localAddress(): string | undefined {
+    if (!this.transport || !this.consumer) return undefined;
+    return formatStreamAddress(this.transport.url.safeUrl, this.serverQueue, this.consumer.queue, this.peerQueue);
+  }
+
+  /** The peer's address in the same form, seen from its side. */
+  get remoteAddress(): string | undefined {
+    if (!this.transport || !this.peerQueue) return undefined;
+    return formatStreamAddress(this.transport.url.safeUrl, this.serverQueue, this.peerQueue, this.consumer?.queue);
+  }
+
+  /** The queue the listener of this stream consumes (its "port"). */
+  get remoteQueue(): string {
+    return this.serverQueue;
+  }
+
+  /** Emit 'timeout' after `ms` without reads or writes (0 disables), as net.Socket#setTimeout. */
+  setTimeout(ms: number, onTimeout?: () => void): this {
+    this.idleMs = ms;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (onTimeout) this.once('timeout', onTimeout);
+    this.touch();
+    return this;
+  }
+
+  /** No-ops kept for net.Socket compatibility (the broker connection has noDelay on). */
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  // ---- opening -----------------------------------------------------------
+
+  /** @internal Client side: run the handshake with the listener on `serverQueue`. */
+  _start(transport: Transport, serverQueue: string): void {
+    this.transport = transport;
+    this.serverQueue = serverQueue;
+    this.packer = new MessagePacker(transport.options.maxMessageSize);
+    transport.track(this);
+    transport
+      .openQueue((msg) => this.onDelivery(msg))
+      .then((consumer) => {
+        this.consumer = consumer;
+        if (this.destroyed) {
+          this.releaseConsumer();
+          return;
+        }
+        this.state = 'handshaking';
+        const version = transport.options.protocolVersion;
+        transport.watchReturns(serverQueue, (msg) => this.onHandshakeReturned(msg));
+        transport.publish(
+          serverQueue,
+          EMPTY,
+          publishOptions({
+            replyTo: consumer.queue,
+            headers: version >= 2 ? handshakeHeaders(version) : undefined,
+          }),
+        );
+        const ms = transport.options.handshakeTimeout;
+        this.handshakeTimer = setTimeout(() => {
+          this.destroy(
+            new TunnelError(
+              'ETIMEDOUT',
+              `the listener on queue '${serverQueue}' at ${transport.url.safeUrl} did not answer within ${ms} ms — is it alive and consuming its queue?`,
+            ),
+          );
+        }, ms);
+      })
+      .catch((err: unknown) => this.destroy(asTunnelError(err, 'ECONNRESET', `could not open a stream to '${serverQueue}'`)));
+  }
+
+  /** @internal Listener side: answer the client's handshake on our own queue. */
+  async _accept(transport: Transport, serverQueue: string, clientQueue: string, offered: number): Promise<void> {
+    this.transport = transport;
+    this.serverQueue = serverQueue;
+    this.packer = new MessagePacker(transport.options.maxMessageSize);
+    transport.track(this);
+    const consumer = await transport.openQueue((msg) => this.onDelivery(msg));
+    this.consumer = consumer;
+    if (this.destroyed) {
+      this.releaseConsumer();
+      return;
+    }
+    const version = Math.min(negotiate(offered), transport.options.protocolVersion);
+    this.peerQueue = clientQueue;
+    transport.watchReturns(clientQueue, (msg) => this.onDataReturned(msg));
+    transport.publish(
+      clientQueue,
+      EMPTY,
+      publishOptions({ replyTo: consumer.queue, headers: version >= 2 ? handshakeHeaders(version) : undefined }),
+    );
+    this.opened(version);
+  }
+
+  private onHandshakeReturned(_msg: Message): void {
+    const t = this.transport!;
+    if (this.state !== 'handshaking' || _msg.properties.replyTo !== this.consumer?.queue) return;
+    this.destroy(
+      new TunnelError(
+        'ECONNREFUSED',
+        `no listener on queue '${this.serverQueue}' at ${t.url.safeUrl} — is the publisher running?`,
+      ),
+    );
+  }
+
+  private opened(version: number): void {
+    this.state = 'open';
+    this.protocolVersion = version;
+    clearTimeout(this.handshakeTimer);
+    this.touch();
+    const waiting = this.whenOpen;
+    this.whenOpen = [];
+    for (const fn of waiting) fn();
+    this.emit('connect');
+    this.emit('ready');
+  }
+
+  // ---- reading -----------------------------------------------------------
+
+  private onDelivery(msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled our consumer: our queue was deleted under us.
+      this.destroy(new TunnelError('ECONNRESET', `the broker deleted the stream's queue (${this.consumer?.queue ?? '?'})`));
+      return;
+    }
+    if (this.destroyed || this.state === 'closed') {
+      this.ack(msg);
+      return;
+    }
+    if (this.state === 'handshaking') {
+      this.onHandshakeReply(msg);
+      return;
+    }
+    try {
+      this.onStreamMessage(msg);
+    } catch (err) {
+      // A throwing user 'data' listener must not reach amqplib and kill the channel.
+      this.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private onHandshakeReply(msg: ConsumeMessage): void {
+    this.ack(msg);
+    const replyTo = msg.properties.replyTo as unknown;
+    if (msg.content.length !== 0 || typeof replyTo !== 'string' || replyTo === '') {
+      this.destroy(
+        new TunnelError(
+          'ECONNRESET',
+          `the listener on queue '${this.serverQueue}' answered with something that is not a stream handshake — is it an amqp-stream listener?`,
+        ),
+      );
+      return;
+    }
+    const t = this.transport!;
+    t.unwatchReturns(this.serverQueue);
+    this.peerQueue = replyTo;
+    t.watchReturns(replyTo, (m) => this.onDataReturned(m));
+    const offered = t.options.protocolVersion;
+    const version = offered >= 2 ? Math.min(offered, peerVersion(msg.properties.headers)) : 1;
+    this.opened(version);
+  }
+
+  private onStreamMessage(msg: ConsumeMessage): void {
+    this.touch();
+    const m = classify(msg, this.protocolVersion);
+    if (m.kind === 'reset') {
+      this.ack(msg);
+      this.peerGone = new TunnelError('ECONNRESET', `the peer reset the stream: ${m.reason}`);
+      this.destroy(this.peerGone);
+      return;
+    }
+    if (this.eofReceived) {
+      this.ack(msg);
+      return;
+    }
+    if (m.kind === 'eof') {
+      this.ack(msg);
+      this.eofReceived = true;
+      this.push(null);
+      return;
+    }
+    this.bytesRead += m.body.length;
+    if (this.heldAcks.length > 0 || !this.push(m.body)) {
+      this.heldAcks.push(msg);
+    } else {
+      this.ack(msg);
+    }
+  }
+
+  override _read(): void {
+    const held = this.heldAcks;
+    this.heldAcks = [];
+    for (const msg of held) this.ack(msg);
+  }
+
+  private ack(msg: ConsumeMessage): void {
+    try {
+      this.consumer?.channel.ack(msg);
+    } catch {
+      // The channel is gone; the broker has requeued or dropped the message.
+    }
+  }
+
+  // ---- writing -----------------------------------------------------------
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.state !== 'open') {
+      this.whenOpen.push(() => this._write(chunk, _encoding, cb));
+      return;
+    }
+    if (this.peerGone) {
+      cb(this.peerGone);
+      return;
+    }
+    this.touch();
+    for (const msg of this.packer!.add(chunk)) this.send(msg);
+    if (this.packer!.pending > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    if (this.blocked) {
+      this.transport!.whenDrained(() => {
+        this.blocked = false;
+        cb();
+      });
+    } else {
+      cb();
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.destroyed || this.state !== 'open') return;
+    const msg = this.packer!.flush();
+    if (msg) this.send(msg);
+  }
+
+  private send(body: Buffer): void {
+    this.bytesWritten += body.length;
+    if (!this.transport!.publish(this.peerQueue!, body, DATA_OPTIONS)) this.blocked = true;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.state !== 'open') {
+      this.whenOpen.push(() => this._final(cb));
+      return;
+    }
+    if (this.peerGone) {
+      cb(this.peerGone);
+      return;
+    }
+    this.flush();
+    this.eofSent = true;
+    this.transport!.publish(this.peerQueue!, EMPTY, DATA_OPTIONS, (err) => {
+      if (this.peerGone) cb(this.peerGone);
+      else if (err) cb(asTunnelError(err, 'ECONNRESET', 'the broker did not take the end-of-stream message'));
+      else cb();
+    });
+  }
+
+  private onDataReturned(_msg: Message): void {
+    if (this.peerGone) return;
+    const t = this.transport!;
+    this.peerGone = this.eofReceived
+      ? new TunnelError('EPIPE', `the peer closed the stream on '${this.serverQueue}'; cannot write after its end`)
+      : new TunnelError('ECONNRESET', `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away (its queue is gone)`);
+    this.destroy(this.peerGone);
+  }
+
+  // ---- closing -----------------------------------------------------------
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.idleTimer);
+    const t = this.transport;
+    if (t) {
+      const aborted = wasOpen && !(this.eofSent && this.eofReceived) && !this.peerGone;
+      if (aborted && this.protocolVersion >= 2 && this.peerQueue) {
+        const reason = err ? describeError(err) : 'the peer destroyed the stream';
+        t.publish(this.peerQueue, EMPTY, resetOptions(reason));
+      }
+      if (this.peerQueue) t.unwatchReturns(this.peerQueue);
+      t.unwatchReturns(this.serverQueue);
+      this.releaseConsumer();
+      t.untrack(this);
+    }
+    // Anything still waiting for the handshake or a drain fails with the socket.
+    this.whenOpen = [];
+    cb(err);
+  }
+
+  private releaseConsumer(): void {
+    const c = this.consumer;
+    if (!c) return;
+    const held = this.heldAcks;
+    this.heldAcks = [];
+    for (const msg of held) this.ack(msg);
+    // Cancelling the only consumer deletes the exclusive auto-delete queue.
+    c.channel.cancel(c.consumerTag).catch(() => undefined);
+  }
+
+  private touch(): void {
+    if (this.idleMs <= 0) return;
+    if (this.idleTimer) this.idleTimer.refresh();
+    else this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs);
+  }
+}
+
+function asTunnelError(err: unknown, code: 'ECONNRESET', context: string): TunnelError {
+  if (err instanceof TunnelError) return err;
+  return new TunnelError(code, `${context}: ${describeError(err)}`, { cause: err });
+}
