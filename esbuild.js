@@ -8,7 +8,7 @@ const production = process.argv.includes('--production');
 
 const entries = [
   { in: 'src/stream/index.ts', out: 'stream', external: ['amqplib'] },
-  { in: 'src/cli/main.ts', out: 'cli', external: [] },
+  { in: 'src/cli/main.ts', out: 'cli', external: [], banner: { js: '#!/usr/bin/env node' } },
   { in: 'src/extension/extension.ts', out: 'extension', external: ['vscode'] },
 ].filter((e) => fs.existsSync(e.in));
 
@@ -25,6 +25,7 @@ async function main() {
         sourcemap: !production,
         minify: production,
         external: e.external,
+        banner: e.banner,
         logLevel: 'warning',
       }),
     ),
