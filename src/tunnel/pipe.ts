@@ -1,0 +1,161 @@
+/**
+ * The one pipe of the project: copies bytes both ways between a TCP socket
+ * and a stream socket (any Duplex), like chisel's `Pipe`.
+ *
+ * - Half-close is passed on: the TCP peer's FIN ends the stream's writable
+ *   side (an end-of-stream message), the stream's end becomes a FIN.
+ *   Both ends must have been created with `allowHalfOpen: true`.
+ * - Backpressure both ways: a side that cannot take more pauses the other.
+ * - An abort on either side aborts the other: a TCP socket is closed with
+ *   `resetAndDestroy()` (RST), never with a clean FIN, so a truncated
+ *   transfer never looks complete; a stream is `destroy(err)`ed, which sends
+ *   a v2 peer a reset carrying the reason.
+ * - Each end is closed exactly once; `done` resolves once both have closed,
+ *   with the byte counts and the first error.
+ */
+import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TunnelError, describeError } from '../common/errors';
+
+export interface PipeResult {
+  /** Bytes read from the TCP socket and written to the stream. */
+  tcpToStream: number;
+  /** Bytes read from the stream and written to the TCP socket. */
+  streamToTcp: number;
+  /** The first failure, when the pipe was aborted; undefined after a clean close of both ends. */
+  error?: Error;
+  /** Which side failed or closed abruptly first. */
+  abortedBy?: 'tcp' | 'stream';
+  /** Milliseconds from start to both ends closed. */
+  durationMs: number;
+}
+
+export interface Pipe {
+  readonly tcpToStream: number;
+  readonly streamToTcp: number;
+  readonly startedAt: number;
+  /** Resolves (never rejects) when both ends have closed. */
+  readonly done: Promise<PipeResult>;
+  /** End both directions cleanly (FIN / end-of-stream); `destroyAfterMs` later, destroy what is left. */
+  end(destroyAfterMs?: number): void;
+  /** Abort both ends: RST on TCP, reset on the stream. */
+  abort(err: Error): void;
+}
+
+/** Start copying between `tcp` and `stream`. */
+export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
+  const startedAt = Date.now();
+  let tcpToStream = 0;
+  let streamToTcp = 0;
+  let error: Error | undefined;
+  let abortedBy: 'tcp' | 'stream' | undefined;
+  let tcpClosed = false;
+  let streamClosed = false;
+  let endTimer: NodeJS.Timeout | undefined;
+  let resolveDone!: (r: PipeResult) => void;
+  const done = new Promise<PipeResult>((resolve) => (resolveDone = resolve));
+
+  const resetTcp = (): void => {
+    if (tcp.destroyed) return;
+    if (typeof tcp.resetAndDestroy === 'function' && (tcp as { _handle?: unknown })._handle) tcp.resetAndDestroy();
+    else tcp.destroy();
+  };
+  const resetStream = (err: Error): void => {
+    if (!stream.destroyed) stream.destroy(err);
+  };
+
+  const fail = (side: 'tcp' | 'stream', err: Error): void => {
+    if (!error) {
+      error = err;
+      abortedBy = side;
+    }
+    if (side === 'tcp') resetStream(err);
+    else resetTcp();
+  };
+
+  // TCP -> stream
+  tcp.on('data', (chunk: Buffer) => {
+    tcpToStream += chunk.length;
+    if (!stream.write(chunk)) tcp.pause();
+  });
+  stream.on('drain', () => tcp.resume());
+  tcp.on('end', () => {
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+  });
+
+  // stream -> TCP
+  stream.on('data', (chunk: Buffer) => {
+    streamToTcp += chunk.length;
+    if (!tcp.write(chunk)) stream.pause();
+  });
+  tcp.on('drain', () => stream.resume());
+  stream.on('end', () => {
+    if (!tcp.destroyed && !tcp.writableEnded) tcp.end();
+  });
+
+  tcp.on('error', (err: Error) => fail('tcp', err));
+  stream.on('error', (err: Error) => fail('stream', err));
+
+  const finish = (): void => {
+    if (!tcpClosed || !streamClosed) return;
+    clearTimeout(endTimer);
+    resolveDone({ tcpToStream, streamToTcp, error, abortedBy, durationMs: Date.now() - startedAt });
+  };
+  const cleanlyDone = (s: Duplex): boolean => s.readableEnded && s.writableFinished;
+
+  tcp.on('close', () => {
+    tcpClosed = true;
+    if (!error && !cleanlyDone(tcp)) {
+      fail('tcp', new TunnelError('ECONNRESET', 'the TCP connection closed before both directions had ended'));
+    } else if (error) {
+      resetStream(error);
+    }
+    finish();
+  });
+  stream.on('close', () => {
+    streamClosed = true;
+    if (!error && !cleanlyDone(stream)) {
+      fail('stream', new TunnelError('ECONNRESET', 'the stream closed before both directions had ended'));
+    } else if (error) {
+      resetTcp();
+    }
+    finish();
+  });
+
+  return {
+    get tcpToStream() {
+      return tcpToStream;
+    },
+    get streamToTcp() {
+      return streamToTcp;
+    },
+    startedAt,
+    done,
+    end(destroyAfterMs = 2000) {
+      if (!tcp.destroyed && !tcp.writableEnded) tcp.end();
+      if (!stream.destroyed && !stream.writableEnded) stream.end();
+      if (!endTimer && !(tcpClosed && streamClosed)) {
+        endTimer = setTimeout(() => {
+          const err = new TunnelError('ETIMEDOUT', `the peer did not close within ${destroyAfterMs} ms after the tunnel stopped`);
+          if (!tcp.destroyed) tcp.destroy();
+          resetStream(err);
+        }, destroyAfterMs);
+        endTimer.unref();
+      }
+    },
+    abort(err: Error) {
+      if (!error) {
+        error = err;
+        abortedBy = 'tcp';
+      }
+      resetTcp();
+      resetStream(err);
+    },
+  };
+}
+
+/** One line about how a pipe ended, for logs. */
+export function describePipeResult(r: PipeResult): string {
+  const bytes = `${r.tcpToStream} bytes out, ${r.streamToTcp} bytes in, ${(r.durationMs / 1000).toFixed(1)} s`;
+  return r.error ? `reset by the ${r.abortedBy} side (${describeError(r.error)}); ${bytes}` : `closed; ${bytes}`;
+}

@@ -1,0 +1,207 @@
+import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { once } from 'node:events';
+import { Duplex } from 'node:stream';
+import { TunnelError } from '../../src/common/errors';
+import { pipe } from '../../src/tunnel/pipe';
+
+/** One end of an in-memory stream pair that behaves like a StreamSocket: half-close, reset on abort. */
+class MemEnd extends Duplex {
+  peer!: MemEnd;
+  constructor() {
+    super({ allowHalfOpen: true });
+  }
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.peer.destroyed) return cb(new TunnelError('EPIPE', 'peer gone'));
+    this.peer.push(chunk);
+    cb();
+  }
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.peer.destroyed) this.peer.push(null);
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const clean = this.writableFinished && this.readableEnded;
+    if (!this.peer.destroyed && (err || !clean)) {
+      const reason = err ? err.message : 'destroyed';
+      process.nextTick(() => this.peer.destroy(new TunnelError('ECONNRESET', `the peer reset the stream: ${reason}`)));
+    }
+    cb(err);
+  }
+}
+
+function memPair(): [MemEnd, MemEnd] {
+  const a = new MemEnd();
+  const b = new MemEnd();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/** A connected TCP pair on 127.0.0.1 (port 0): [client, accepted]. */
+async function tcpPair(): Promise<[net.Socket, net.Socket, () => void]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  const accepted = once(server, 'connection');
+  const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const [serverSide] = (await accepted) as [net.Socket];
+  await (client.connecting ? once(client, 'connect') : Promise.resolve());
+  return [client, serverSide, () => server.close()];
+}
+
+function counter(emitter: NodeJS.EventEmitter, events: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const e of events) {
+    counts[e] = 0;
+    emitter.on(e, () => counts[e]!++);
+  }
+  return counts;
+}
+
+async function readAll(s: Duplex): Promise<string> {
+  let text = '';
+  s.on('data', (c: Buffer) => (text += c.toString()));
+  await once(s, 'end');
+  return text;
+}
+
+describe('pipe between a TCP socket and a stream', () => {
+  let cleanup: Array<() => void> = [];
+  afterEach(() => {
+    for (const fn of cleanup) fn();
+    cleanup = [];
+  });
+
+  it('copies bytes both ways, reports the counts, and closes each end exactly once', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const tcpCounts = counter(tcpEnd, ['end', 'finish', 'close']);
+    const streamCounts = counter(streamEnd, ['end', 'finish', 'close']);
+    const p = pipe(tcpEnd, streamEnd);
+    remote.on('data', (c: Buffer) => remote.write(c.toString().toUpperCase()));
+    remote.on('end', () => remote.end());
+    const got = readAll(client);
+    client.end('hello tunnel');
+    assert.equal(await got, 'HELLO TUNNEL');
+    const r = await p.done;
+    assert.equal(r.error, undefined);
+    assert.equal(r.tcpToStream, 12);
+    assert.equal(r.streamToTcp, 12);
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(tcpCounts, { end: 1, finish: 1, close: 1 });
+    assert.deepEqual(streamCounts, { end: 1, finish: 1, close: 1 });
+  });
+
+  it('passes a half-close from TCP to the stream and keeps the other direction open', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    const remoteGot = readAll(remote);
+    client.end('request');
+    assert.equal(await remoteGot, 'request');
+    // The TCP client half-closed; it can still receive.
+    const clientGot = readAll(client);
+    remote.write('late ');
+    remote.end('reply');
+    assert.equal(await clientGot, 'late reply');
+    const r = await p.done;
+    assert.equal(r.error, undefined);
+  });
+
+  it('passes a half-close from the stream to TCP as a FIN', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    const clientGot = readAll(client);
+    remote.end('server done');
+    assert.equal(await clientGot, 'server done');
+    const remoteGot = readAll(remote);
+    client.end('bye');
+    assert.equal(await remoteGot, 'bye');
+    assert.equal((await p.done).error, undefined);
+  });
+
+  it('resets the TCP connection (ECONNRESET, no clean end) when the stream is reset', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    let ended = false;
+    client.on('end', () => (ended = true));
+    remote.on('error', () => undefined);
+    client.write('x');
+    await once(remote, 'data');
+    remote.destroy(new TunnelError('ECONNRESET', 'broker connection lost'));
+    const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNRESET');
+    assert.equal(ended, false);
+    const r = await p.done;
+    assert.equal(r.abortedBy, 'stream');
+    assert.match(String(r.error?.message), /broker connection lost/);
+    client.destroy();
+  });
+
+  it('resets the stream with a reason when the TCP side is reset', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    client.write('abc');
+    await once(remote, 'data');
+    client.resetAndDestroy();
+    const [err] = (await once(remote, 'error')) as [TunnelError];
+    assert.equal(err.code, 'ECONNRESET');
+    const r = await p.done;
+    assert.equal(r.abortedBy, 'tcp');
+    assert.equal(r.tcpToStream, 3);
+  });
+
+  it('aborts both ends on abort(): RST to the TCP peer, reset to the stream peer', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    const clientErr = once(client, 'error');
+    const remoteErr = once(remote, 'error');
+    p.abort(new TunnelError('ECONNRESET', 'tunnel stopping'));
+    assert.equal(((await clientErr) as [NodeJS.ErrnoException])[0].code, 'ECONNRESET');
+    assert.match(((await remoteErr) as [Error])[0].message, /tunnel stopping/);
+    await p.done;
+  });
+
+  it('ends both sides cleanly on end()', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    const clientEnd = once(client.resume(), 'end');
+    const remoteEnd = once(remote.resume(), 'end');
+    p.end();
+    await Promise.all([clientEnd, remoteEnd]);
+    client.end();
+    remote.end();
+    assert.equal((await p.done).error, undefined);
+  });
+
+  it('keeps byte counts right under backpressure for a large transfer', async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    let received = 0;
+    remote.on('data', (c: Buffer) => (received += c.length));
+    remote.on('end', () => remote.end());
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    for (let i = 0; i < 64; i++) if (!client.write(chunk)) await once(client, 'drain');
+    client.end();
+    const r = await p.done;
+    assert.equal(r.tcpToStream, 64 * 64 * 1024);
+    assert.equal(received, 64 * 64 * 1024);
+  });
+});
