@@ -77,19 +77,29 @@ export class ForwardTunnel extends Tunnel {
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private onLocal(tcp: net.Socket): void {
+  /** A local connection arrived: open a stream for it (overridden by the HTTP router). */
+  protected onLocal(tcp: net.Socket): void {
     const peer = `${tcp.remoteAddress}:${tcp.remotePort}`;
+    const link = this.acceptOrRefuse(tcp, peer);
+    if (link) this.openStream(tcp, link, this.queue, peer);
+  }
+
+  /** The broker link when the tunnel is ready; otherwise the connection is reset at once and undefined returned. */
+  protected acceptOrRefuse(tcp: net.Socket, peer: string): BrokerLink | undefined {
     const link = this.link;
-    if (this.state !== 'ready' || !link) {
-      const why = this.state === 'reconnecting' ? 'the tunnel is reconnecting to the broker' : `the tunnel is ${this.state}`;
-      this.connLog().warn(`refused local connection from ${peer}: ${why}`);
-      tcp.on('error', () => undefined);
-      tcp.resetAndDestroy();
-      return;
-    }
+    if (this.state === 'ready' && link) return link;
+    const why = this.state === 'reconnecting' ? 'the tunnel is reconnecting to the broker' : `the tunnel is ${this.state}`;
+    this.connLog().warn(`refused local connection from ${peer}: ${why}`);
+    tcp.on('error', () => undefined);
+    tcp.resetAndDestroy();
+    return undefined;
+  }
+
+  /** Open a stream to `queue` and pipe `tcp` into it. */
+  protected openStream(tcp: net.Socket, link: BrokerLink, queue: string, peer: string): void {
     let stream;
     try {
-      stream = link.connect(this.queue, { allowHalfOpen: true });
+      stream = link.connect(queue, { allowHalfOpen: true });
     } catch (err) {
       this.recordError(err as Error);
       this.connLog().warn(`could not open a stream: ${describeError(err)}`);

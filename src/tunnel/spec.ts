@@ -44,7 +44,7 @@ export function parsePort(text: string, what = 'port', allowZero = false): numbe
   }
   const port = Number(t);
   if (port > 65535 || (!allowZero && port === 0)) {
-    throw invalid(`${what} ${port} is out of range: give a number from ${allowZero ? 0 : 1} to 65535`);
+    throw invalid(`${what} ${port} is out of range (give a number from ${allowZero ? 0 : 1} to 65535)`);
   }
   return port;
 }
@@ -76,12 +76,12 @@ function parseAddress(spec: string, what: string, allowZero: boolean, options: A
   }
   if (colon < 0) {
     if (s.startsWith('[')) throw invalid(`'${spec}' is not a valid ${what}: add the port after the address, as in [::1]:9229`);
-    return { host: options.defaultHost ?? DEFAULT_HOST, port: parsePort(s, `port in ${what} '${spec}'`, allowZero) };
+    return { host: options.defaultHost ?? DEFAULT_HOST, port: portOf(s, spec, what, allowZero) };
   }
   const hostText = s.slice(0, colon);
   const portText = s.slice(colon + 1);
   if (portText === '') throw invalid(`'${spec}' is not a valid ${what}: the port after ':' is missing`);
-  const port = parsePort(portText, `port in ${what} '${spec}'`, allowZero);
+  const port = portOf(portText, spec, what, allowZero);
   if (hostText === '') {
     if (options.emptyHost === undefined) {
       throw invalid(`'${spec}' is not a valid ${what}: the host before ':' is missing (write ${port} or 127.0.0.1:${port})`);
@@ -89,6 +89,14 @@ function parseAddress(spec: string, what: string, allowZero: boolean, options: A
     return { host: options.emptyHost, port };
   }
   return { host: parseHost(hostText, spec, what), port };
+}
+
+function portOf(text: string, spec: string, what: string, allowZero: boolean): number {
+  try {
+    return parsePort(text, 'port', allowZero);
+  } catch (err) {
+    throw invalid(`'${spec.trim()}' is not a valid ${what}: ${(err as Error).message}`);
+  }
 }
 
 /** `[bind:]port` — a local address to listen on; port 0 picks a free one. */

@@ -47,7 +47,7 @@ describe('tunnel spec parser', () => {
   });
 
   it('names the bad input and the valid range in a port error', () => {
-    assert.throws(() => parsePort('70000', 'port'), /port 70000 is out of range: give a number from 1 to 65535/);
+    assert.throws(() => parsePort('70000', 'port'), /port 70000 is out of range \(give a number from 1 to 65535\)/);
   });
 
   it('formats IPv6 hosts in brackets', () => {

@@ -1,0 +1,165 @@
+/**
+ * The `amqp-tunnel` command: argv -> config -> tunnels -> wait for a signal.
+ * The only place that prints or exits. Exit codes: 0 clean stop, 1 runtime
+ * failure, 2 usage error. Every failure is one line, never a stack trace.
+ */
+import * as fs from 'node:fs';
+import { describeError } from '../common/errors';
+import { brokerTransport, forward, parseBind, parseQueue, parseTarget, publish, webForward, type Transport, type Tunnel } from '../tunnel';
+import { parseStreamUrl } from '../stream';
+import { parseCommand, UsageError, type Command, type Common } from './args';
+import { runCheck } from './check';
+import { Output } from './output';
+
+const VERSION = '0.1.0';
+
+async function main(argv: string[]): Promise<number> {
+  let cmd: Command;
+  try {
+    cmd = parseCommand(argv);
+  } catch (err) {
+    const json = argv.includes('--json');
+    const out = new Output(json, false);
+    if (err instanceof UsageError) {
+      out.fatal(err.message, `see amqp-tunnel ${err.command ? `${err.command} ` : ''}--help`);
+      return 2;
+    }
+    out.fatal(describeError(err));
+    return 2;
+  }
+  if (cmd.kind === 'help') {
+    process.stdout.write(`${cmd.text}\n`);
+    return 0;
+  }
+  if (cmd.kind === 'version') {
+    process.stdout.write(`amqp-tunnel ${VERSION}\n`);
+    return 0;
+  }
+  const out = new Output(cmd.json, cmd.verbose);
+  if (cmd.kind === 'check') return runCheck(cmd, out);
+
+  let tunnels: Tunnel[];
+  let shared: Transport | undefined;
+  try {
+    ({ tunnels, shared } = buildTunnels(cmd, out));
+  } catch (err) {
+    out.fatal(describeError(err).replace(/ \((ERR_INVALID_ARG|ERR_INVALID_URL)\)$/, ''), cmd.kind === 'run' ? `see amqp-tunnel run --help` : undefined);
+    return 2;
+  }
+  return runTunnels(tunnels, shared, cmd, out);
+}
+
+interface RunFile {
+  broker?: unknown;
+  tunnels?: unknown;
+}
+
+function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
+  const logger = out.logger();
+  const base = { broker: cmd.broker, connectOptions: { ...cmd.connectOptions, logger }, logger };
+  switch (cmd.kind) {
+    case 'publish':
+      return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue })] };
+    case 'forward':
+      return { tunnels: [forward({ ...base, bind: cmd.bind, queue: cmd.queue })] };
+    case 'webclient':
+      return { tunnels: [webForward({ ...base, bind: cmd.bind })] };
+    case 'run': {
+      let spec: RunFile;
+      try {
+        spec = JSON.parse(fs.readFileSync(cmd.file, 'utf8')) as RunFile;
+      } catch (err) {
+        throw new UsageError(`cannot read ${cmd.file}: ${describeError(err)}`, 'run');
+      }
+      let broker = cmd.broker;
+      let brokerSafe = cmd.brokerSafe;
+      if (typeof spec.broker === 'string') {
+        const p = parseStreamUrl(spec.broker);
+        broker = p.brokerUrl;
+        brokerSafe = p.safeUrl;
+      }
+      if (!Array.isArray(spec.tunnels) || spec.tunnels.length === 0) {
+        throw new UsageError(`${cmd.file} has no "tunnels" list`, 'run');
+      }
+      cmd.brokerSafe = brokerSafe;
+      const transport = brokerTransport(broker, { ...cmd.connectOptions, logger }, brokerSafe);
+      const tunnels = spec.tunnels.map((t: unknown, i: number): Tunnel => {
+        const entry = (t ?? {}) as Record<string, unknown>;
+        const where = `${cmd.file}: tunnels[${i}]`;
+        try {
+          if (typeof entry.publish === 'string' || typeof entry.publish === 'number') {
+            if (typeof entry.queue !== 'string') throw new Error('a publish entry needs "queue"');
+            return publish({ transport, logger, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue) });
+          }
+          if (typeof entry.forward === 'string') {
+            const bind = entry.bind === undefined ? '0' : String(entry.bind);
+            return forward({ transport, logger, queue: parseQueue(entry.forward), bind: parseBind(bind) });
+          }
+          throw new Error('each entry needs "publish": "[host:]port" with "queue", or "forward": "QUEUE" with optional "bind"');
+        } catch (err) {
+          throw new UsageError(`${where}: ${describeError(err).replace(/ \(ERR_INVALID_ARG\)$/, '')}`, 'run');
+        }
+      });
+      return { tunnels, shared: transport };
+    }
+  }
+}
+
+async function runTunnels(tunnels: Tunnel[], shared: Transport | undefined, cfg: Common, out: Output): Promise<number> {
+  for (const t of tunnels) out.watch(t, cfg.brokerSafe);
+  let signals = 0;
+  let stopRequested!: () => void;
+  const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      out.fatal(`second ${sig}: exiting without closing streams`);
+      process.exit(1);
+    }
+    out.line('info', `${sig}: closing streams (send it again to exit at once)`);
+    stopRequested();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const stopAll = async (): Promise<void> => {
+    out.stopStatus();
+    await Promise.all(tunnels.map((t) => t.stop()));
+    await shared?.close().catch(() => undefined);
+  };
+
+  try {
+    await Promise.race([Promise.all(tunnels.map((t) => t.ready)), stopSignal]);
+  } catch (err) {
+    out.fatal(describeError(err));
+    await stopAll();
+    return 1;
+  }
+  out.event('ready', { tunnels: tunnels.map((t) => t.stats()) });
+  out.startStatus(() => tunnels.map((t) => t.stats()));
+  await stopSignal;
+  await stopAll();
+  out.event('stopped', {});
+  return 0;
+}
+
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`amqp-tunnel: internal error: ${describeError(err)}\n`);
+  process.exit(1);
+});
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`amqp-tunnel: internal error: ${describeError(err)}\n`);
+  process.exit(1);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Give stdout a moment to drain, then leave even if a handle lingers.
+    setTimeout(() => process.exit(code), 50).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`amqp-tunnel: ${describeError(err)}\n`);
+    process.exit(1);
+  },
+);
