@@ -135,6 +135,7 @@ async function runTunnels(tunnels: Tunnel[], shared: Transport | undefined, cfg:
     await stopAll();
     return 1;
   }
+  out.starting = false;
   out.event('ready', { tunnels: tunnels.map((t) => t.stats()) });
   out.startStatus(() => tunnels.map((t) => t.stats()));
   await stopSignal;

@@ -17,6 +17,8 @@ export class Output {
   private statusTimer?: NodeJS.Timeout;
   private lastBytes = 0;
   private readonly tty: boolean;
+  /** Until the tunnels are ready, human mode prints only the outcome (one line on failure), unless --verbose. */
+  starting = true;
 
   constructor(
     readonly json: boolean,
@@ -41,6 +43,7 @@ export class Output {
       this.event('log', { level, message: text });
       return;
     }
+    if (this.starting && !this.verbose) return;
     this.clearStatus();
     const prefix = level === 'warn' ? 'warning: ' : level === 'error' ? 'error: ' : '';
     this.err.write(`${new Date().toTimeString().slice(0, 8)} ${prefix}${text}\n`);
@@ -79,6 +82,7 @@ export class Output {
       });
       if (this.json) return;
       if (c.state === 'ready' && c.previous === 'starting') {
+        this.starting = false;
         if (tunnel.kind === 'publish') this.line('info', `publishing ${target} on queue '${tunnel.queue}' at ${brokerSafe}`);
         else this.line('info', `forwarding ${address} -> queue '${tunnel.queue}' at ${brokerSafe}`);
       } else if (c.state === 'ready') {

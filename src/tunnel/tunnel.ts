@@ -240,7 +240,8 @@ export abstract class Tunnel extends EventEmitter {
       const e = err instanceof Error ? err : new TunnelError('ERR_AMQP_BROKER', String(err));
       if (this._state !== 'starting') return;
       this.recordError(e);
-      this.log.error(describeError(e));
+      // The caller reports the failure (the `ready` promise rejects); log it only for debugging.
+      this.log.debug(`could not start: ${describeError(e)}`);
       this.detachLink();
       this.teardown();
       await this.release().catch(() => undefined);
