@@ -1,0 +1,339 @@
+/**
+ * The `amqp-tunnel` command as a user runs it: built CLI processes, a real
+ * broker (AMQP_URL), real TCP on port 0. Run `npm run build` first.
+ */
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+
+const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const CLI = path.resolve(__dirname, '../../dist/cli.js');
+let n = 0;
+const uniqueQueue = (): string => `t-${process.pid}-${Date.now()}-${n++}`;
+
+type Event = Record<string, unknown> & { event: string };
+
+class Cli {
+  readonly proc: ChildProcess;
+  readonly events: Event[] = [];
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private waiters: Array<() => void> = [];
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, AMQP_URL: BROKER, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    this.proc.stdout!.on('data', (d: Buffer) => {
+      this.stdout += d.toString();
+      partial += d.toString();
+      const lines = partial.split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        try {
+          this.events.push(JSON.parse(line) as Event);
+        } catch {
+          // a human line
+        }
+      }
+      this.notify();
+    });
+    this.proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      this.notify();
+    });
+    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    void this.exited.then(() => this.notify());
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Wait until `pred` holds for an event (JSON mode), failing with the output on timeout or exit. */
+  async waitFor(pred: (e: Event) => boolean, timeoutMs = 15_000): Promise<Event> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.events.find(pred);
+      if (hit) return hit;
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`no matching event (exit ${this.proc.exitCode}); stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async ready(): Promise<Event> {
+    return this.waitFor((e) => e.event === 'ready');
+  }
+
+  /** The forwarded local port, from the 'state' event of the forward tunnel. */
+  async forwardPort(): Promise<number> {
+    const e = await this.waitFor((x) => x.event === 'state' && x.state === 'ready' && typeof x.address === 'string');
+    return Number(String(e.address).split(':').pop());
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return (await this.exited).code;
+  }
+}
+
+async function httpServer(handler: http.RequestListener): Promise<[http.Server, number]> {
+  const server = http.createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return [server, (server.address() as net.AddressInfo).port];
+}
+
+/** A minimal WebSocket client (RFC 6455): one text request, the first text reply matching `pred`. */
+async function wsRequest(url: string, message: string, pred: (text: string) => boolean): Promise<string> {
+  const u = new URL(url);
+  const key = crypto.randomBytes(16).toString('base64');
+  const req = http.request({
+    host: u.hostname,
+    port: Number(u.port),
+    path: u.pathname,
+    headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': key, 'Sec-WebSocket-Version': '13' },
+  });
+  req.end();
+  const [res, socket, head] = (await once(req, 'upgrade')) as [http.IncomingMessage, net.Socket, Buffer];
+  assert.equal(res.statusCode, 101);
+  const payload = Buffer.from(message);
+  const mask = crypto.randomBytes(4);
+  const header =
+    payload.length < 126
+      ? Buffer.from([0x81, 0x80 | payload.length])
+      : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  socket.write(Buffer.concat([header, mask, masked]));
+  let buf = head;
+  try {
+    for (;;) {
+      while (buf.length >= 2) {
+        let len = buf[1]! & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) break;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) break;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf.length < off + len) break;
+        const opcode = buf[0]! & 0x0f;
+        const text = buf.subarray(off, off + len).toString();
+        buf = buf.subarray(off + len);
+        if (opcode === 1 && pred(text)) return text;
+      }
+      const [chunk] = (await once(socket, 'data')) as [Buffer];
+      buf = Buffer.concat([buf, chunk]);
+    }
+  } finally {
+    socket.destroy();
+  }
+}
+
+function assertOneLineError(stderr: string, pattern: RegExp): void {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got:\n${stderr}`);
+  assert.match(lines[0]!, /^amqp-tunnel: /);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(stderr, /\n\s+at |Error: .*\n/);
+}
+
+describe('amqp-tunnel CLI (processes, real broker)', function () {
+  this.timeout(60_000);
+  const cleanup: Array<() => Promise<unknown> | void> = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+  const cli = (args: string[], env?: NodeJS.ProcessEnv): Cli => {
+    const c = new Cli(args, env);
+    cleanup.push(async () => {
+      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+      await c.exited;
+    });
+    return c;
+  };
+
+  before(() => {
+    assert.ok(fs.existsSync(CLI), `${CLI} is missing: run npm run build first`);
+  });
+
+  it('serves an HTTP server through publish and forward, and both exit 0 on SIGINT/SIGTERM', async () => {
+    const [server, port] = await httpServer((req, res) => res.end(`hello from ${req.url}`));
+    cleanup.push(() => void server.close());
+    const queue = uniqueQueue();
+    const pub = cli(['publish', String(port), '--queue', queue, '--json']);
+    await pub.ready();
+    const fwd = cli(['forward', queue, '0', '--json']);
+    const fport = await fwd.forwardPort();
+    const res = await fetch(`http://127.0.0.1:${fport}/some/path`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'hello from /some/path');
+    await fwd.waitFor((e) => e.event === 'connectionClosed' || e.event === 'connection');
+    assert.equal(await fwd.stop('SIGINT'), 0);
+    assert.equal(await pub.stop('SIGTERM'), 0);
+    assert.ok(pub.events.some((e) => e.event === 'stopped'));
+  });
+
+  it('carries a real Node inspector session: /json/list and Runtime.evaluate of 6*7 over the forwarded port', async () => {
+    const debuggee = spawn(process.execPath, ['--inspect=127.0.0.1:0', '-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanup.push(async () => {
+      debuggee.kill('SIGKILL');
+      await once(debuggee, 'exit').catch(() => undefined);
+    });
+    let err = '';
+    const inspectPort = await new Promise<number>((resolve, reject) => {
+      debuggee.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+        const m = /ws:\/\/127\.0\.0\.1:(\d+)\//.exec(err);
+        if (m) resolve(Number(m[1]));
+      });
+      debuggee.once('exit', () => reject(new Error(`debuggee exited: ${err}`)));
+    });
+    const queue = uniqueQueue();
+    const pub = cli(['publish', `127.0.0.1:${inspectPort}`, '--queue', queue, '--json']);
+    await pub.ready();
+    const fwd = cli(['forward', queue, '127.0.0.1:0', '--json']);
+    const fport = await fwd.forwardPort();
+    const list = (await (await fetch(`http://127.0.0.1:${fport}/json/list`)).json()) as Array<{ webSocketDebuggerUrl: string }>;
+    assert.ok(list.length >= 1);
+    const wsUrl = list[0]!.webSocketDebuggerUrl;
+    assert.match(wsUrl, new RegExp(`^ws://127\\.0\\.0\\.1:${fport}/`));
+    const reply = await wsRequest(
+      wsUrl,
+      JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: { expression: '6*7' } }),
+      (t) => (JSON.parse(t) as { id?: number }).id === 1,
+    );
+    const parsed = JSON.parse(reply) as { result: { result: { type: string; value: number } } };
+    assert.equal(parsed.result.result.value, 42);
+    assert.equal(await fwd.stop(), 0);
+    assert.equal(await pub.stop(), 0);
+  });
+
+  it('speaks the Go bridge syntax: server and client with a Go-style URL', async () => {
+    const [server, port] = await httpServer((_req, res) => res.end('go-compatible'));
+    cleanup.push(() => void server.close());
+    const queue = uniqueQueue();
+    const goUrl = `${BROKER.replace(/\/$/, '')}/?server_queue=${queue}`;
+    const pub = cli(['server', `:${port}`, goUrl, '--json']);
+    await pub.ready();
+    const fwd = cli(['client', '127.0.0.1:0', goUrl, '--json']);
+    const fport = await fwd.forwardPort();
+    assert.equal(await (await fetch(`http://127.0.0.1:${fport}/`)).text(), 'go-compatible');
+    assert.doesNotMatch(pub.stdout + pub.stderr + fwd.stdout + fwd.stderr, /guest:guest@/, 'a password was printed');
+  });
+
+  it('webclient routes each connection by its X-AMQP-Server-Queue header and answers 400 without it', async () => {
+    const [a, portA] = await httpServer((_req, res) => res.end('service A'));
+    const [b, portB] = await httpServer((_req, res) => res.end('service B'));
+    cleanup.push(() => void a.close(), () => void b.close());
+    const qa = uniqueQueue();
+    const qb = uniqueQueue();
+    const pubA = cli(['publish', String(portA), '-q', qa, '--json']);
+    const pubB = cli(['publish', String(portB), '-q', qb, '--json']);
+    await Promise.all([pubA.ready(), pubB.ready()]);
+    const web = cli(['webclient', '127.0.0.1:0', BROKER, '--json']);
+    const wport = await web.forwardPort();
+    // A fresh connection per request (agent: false): routing is per connection, by its first request.
+    const get = async (queue?: string): Promise<[number, string]> => {
+      const req = http.get({ host: '127.0.0.1', port: wport, path: '/', agent: false, headers: queue ? { 'X-AMQP-Server-Queue': queue } : {} });
+      const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+      let body = '';
+      for await (const chunk of res) body += String(chunk);
+      return [res.statusCode ?? 0, body];
+    };
+    assert.deepEqual(await get(qa), [200, 'service A']);
+    assert.deepEqual(await get(qb), [200, 'service B']);
+    const [status, body] = await get();
+    assert.equal(status, 400);
+    assert.match(body, /x-amqp-server-queue/);
+  });
+
+  it('runs a publish and a forward tunnel from one JSON file in one process', async () => {
+    const [server, port] = await httpServer((_req, res) => res.end('from run'));
+    cleanup.push(() => void server.close());
+    const queue = uniqueQueue();
+    const file = path.join(os.tmpdir(), `amqp-tunnel-run-${process.pid}-${n++}.json`);
+    fs.writeFileSync(file, JSON.stringify({ tunnels: [{ publish: `127.0.0.1:${port}`, queue }, { forward: queue, bind: '127.0.0.1:0' }] }));
+    cleanup.push(() => fs.rmSync(file, { force: true }));
+    const run = cli(['run', file, '--json']);
+    await run.ready();
+    const fport = await run.forwardPort();
+    assert.equal(await (await fetch(`http://127.0.0.1:${fport}/`)).text(), 'from run');
+    assert.equal(await run.stop(), 0);
+  });
+
+  describe('bad input: one line naming the cause, exit 2 for usage and 1 for runtime, no stack trace', () => {
+    const cases: Array<[string, string[], number, RegExp]> = [
+      ['an unknown flag', ['publish', '9229', '--queue', 'q', '--bogus'], 2, /unknown option '--bogus'/],
+      ['an unknown command', ['frobnicate'], 2, /unknown command 'frobnicate'/],
+      ['a port out of range', ['forward', 'q', '70000'], 2, /port 70000 is out of range/],
+      ['a port that is not a number', ['publish', 'http', '--queue', 'q'], 2, /'http' is not a valid port/],
+      ['publish without --queue', ['publish', '9229'], 2, /needs --queue/],
+      ['a Go URL without server_queue', ['client', ':0', 'amqp://guest:secret@127.0.0.1/'], 2, /names no queue/],
+      ['an unreachable broker', ['forward', 'q', '0', '--broker', 'amqp://guest:guest@127.0.0.1:1'], 1, /cannot reach the broker at 127\.0\.0\.1:1/],
+    ];
+    for (const [what, args, code, pattern] of cases) {
+      it(`rejects ${what} with exit ${code}`, async () => {
+        const c = cli(args);
+        const r = await c.exited;
+        assert.equal(r.code, code, c.stderr);
+        assertOneLineError(c.stderr, pattern);
+        assert.doesNotMatch(c.stderr, /secret/);
+      });
+    }
+
+    it('rejects a wrong password with exit 1 and does not print it', async () => {
+      const bad = BROKER.replace(/:([^:@/]*)@/, ':wrong-secret@');
+      const c = cli(['publish', '9229', '--queue', uniqueQueue(), '--broker', bad]);
+      const r = await c.exited;
+      assert.equal(r.code, 1, c.stderr);
+      assertOneLineError(c.stderr, /refused the login/);
+      assert.doesNotMatch(c.stderr, /wrong-secret/);
+    });
+
+    it('rejects a queue already published elsewhere with exit 1', async () => {
+      const queue = uniqueQueue();
+      const first = cli(['publish', '9229', '--queue', queue, '--json']);
+      await first.ready();
+      const second = cli(['publish', '9229', '--queue', queue]);
+      const r = await second.exited;
+      assert.equal(r.code, 1, second.stderr);
+      assertOneLineError(second.stderr, new RegExp(`queue '${queue}'.*already in use`));
+    });
+  });
+
+  it('check says "ready for tunnels" for a working broker and names the problem for a wrong password', async () => {
+    const ok = cli(['check']);
+    assert.equal((await ok.exited).code, 0, ok.stderr);
+    assert.match(ok.stdout, /ready for tunnels/);
+    const bad = cli(['check', '--broker', BROKER.replace(/:([^:@/]*)@/, ':nope@')]);
+    assert.equal((await bad.exited).code, 1);
+    assertOneLineError(bad.stderr, /refused the login/);
+  });
+
+  it('prints help for each command and exits 0', async () => {
+    for (const cmd of ['publish', 'forward', 'check', 'run', 'server', 'client', 'webclient']) {
+      const c = cli([cmd, '--help']);
+      assert.equal((await c.exited).code, 0);
+      assert.match(c.stdout, new RegExp(`Usage: amqp-tunnel ${cmd}`));
+    }
+  });
+});
