@@ -62,7 +62,8 @@ export class PublishTunnel extends Tunnel {
 
   private onStream(stream: StreamSocket): void {
     const target = formatHostPort(this.target);
-    if (this.state !== 'ready' && this.state !== 'starting') {
+    // A stream can arrive between 'listening' and the state change to ready: only a stopped tunnel refuses.
+    if (this.state === 'stopped' || this.state === 'failed') {
       stream.destroy(new TunnelError('ECONNRESET', 'the publisher is stopping'));
       return;
     }

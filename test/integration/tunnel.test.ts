@@ -108,6 +108,9 @@ describe('publish and forward tunnels over a real broker', function () {
     const fwd = track(forward({ queue: uniqueQueue(), broker: BROKER.replace(/:[^:@/]*@/, ':wrong-password@') }));
     await assert.rejects(fwd.ready, (e: unknown) => e instanceof TunnelError && e.code === 'ERR_AMQP_AUTH');
     assert.equal(fwd.state, 'failed');
+    const probe = net.createServer().listen(fwd.address!.port, '127.0.0.1');
+    await once(probe, 'listening');
+    probe.close();
   });
 
   it('ends open connections cleanly with EOF on stop()', async () => {
