@@ -192,6 +192,35 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
     assert.ok(pub.events.some((e) => e.event === 'stopped'));
   });
 
+  it('ends open connections with EOF on the first SIGINT and exits at once on a second', async () => {
+    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.pipe(s);
+    });
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    cleanup.push(() => void echo.close());
+    const queue = uniqueQueue();
+    const pub = cli(['publish', String((echo.address() as net.AddressInfo).port), '--queue', queue, '--json']);
+    await pub.ready();
+    const fwd = cli(['forward', queue, '0', '--json']);
+    const fport = await fwd.forwardPort();
+    // allowHalfOpen: the client keeps its side open after the tunnel's FIN, so the stop cannot finish on its own.
+    const c = net.connect({ port: fport, host: '127.0.0.1', allowHalfOpen: true });
+    c.on('error', () => undefined);
+    c.write('x');
+    await once(c, 'data');
+    const ended = once(c, 'end');
+    fwd.proc.kill('SIGINT');
+    await ended; // a clean FIN, not a reset
+    const sentAt = Date.now();
+    fwd.proc.kill('SIGINT');
+    const r = await fwd.exited;
+    assert.equal(r.code, 1);
+    assert.ok(Date.now() - sentAt < 1000, 'the second signal did not exit at once');
+    c.destroy();
+  });
+
   it('carries a real Node inspector session: /json/list and Runtime.evaluate of 6*7 over the forwarded port', async () => {
     const debuggee = spawn(process.execPath, ['--inspect=127.0.0.1:0', '-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'ignore', 'pipe'] });
     cleanup.push(async () => {
