@@ -77,6 +77,15 @@ export function brokerConnectError(err: unknown, url: StreamUrl): TunnelError {
       cause: err,
     });
   }
+  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(msg)) {
+    // RabbitMQ answers connection.open with 530 NOT_ALLOWED both for a missing
+    // vhost and for a user without access to it; amqplib does not pass the text on.
+    return new TunnelError(
+      'ERR_AMQP_VHOST',
+      `the broker at ${where} refused to open vhost '${url.vhost}': the vhost does not exist or user '${url.username || 'guest'}' has no access to it — check the path of the broker URL and the user's permissions`,
+      { cause: err },
+    );
+  }
   if (/Socket closed abruptly during opening handshake/i.test(msg)) {
     return new TunnelError(
       'ERR_AMQP_BROKER',

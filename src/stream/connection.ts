@@ -215,8 +215,8 @@ export class Connection extends EventEmitter implements Transport {
     if (this.closing) return;
     this.closing = true;
     for (const server of [...this.servers.values()]) server.close();
-    const err = new TunnelError('ECONNRESET', `the connection to ${this.url.safeUrl} was closed locally`);
-    for (const socket of [...this.sockets]) socket.destroy(err);
+    // Like destroying net sockets: no local error, but v2 peers are told of the reset.
+    for (const socket of [...this.sockets]) socket.destroy();
     if (!this.lost) await this.model.close().catch(() => undefined);
   }
 

@@ -1,0 +1,413 @@
+/**
+ * The stream library against the real broker at AMQP_URL.
+ */
+import * as assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as amqp from 'amqplib';
+import { connect, dial, listen, type Connection, type StreamServer, type StreamSocket } from '../../src/stream';
+import { v1Listen, type V1Stream } from './v1peer';
+import { AMQP_URL, brokerView, countEvents, digestAll, errorOf, queueExists, readAll, uniqueQueue } from './support';
+
+describe('stream library (real broker)', function () {
+  let conn: Connection;
+  const connectionName = uniqueQueue('conn');
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+  before(async () => {
+    conn = await connect(AMQP_URL, { connectionName });
+  });
+  after(() => conn.close());
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+
+  async function serve(queue: string, onConnection: (s: StreamSocket) => void, on: Connection = conn): Promise<StreamServer> {
+    const server = on.listen(queue, onConnection);
+    await once(server, 'listening');
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    return server;
+  }
+
+  function echo(s: StreamSocket): void {
+    s.pipe(s);
+  }
+
+  it('echoes what a client writes, and both ends close cleanly', async () => {
+    const q = uniqueQueue('echo');
+    await serve(q, echo);
+    const sock = conn.connect(q);
+    await once(sock, 'connect');
+    assert.equal(sock.protocolVersion, 2);
+    assert.match(sock.localAddress!, /server_queue=.*local_queue=amq\.gen-.*remote_queue=amq\.gen-/);
+    const got = readAll(sock);
+    sock.write('hello, ');
+    sock.end('broker');
+    assert.equal((await got).toString(), 'hello, broker');
+    if (!sock.destroyed) await once(sock, 'close');
+  });
+
+  it('carries 256 MiB each direction with equal SHA-256 at both ends', async function () {
+    this.timeout(300_000);
+    const q = uniqueQueue('bulk');
+    const total = 256 * 1024 * 1024;
+    const block = randomBytes(1024 * 1024);
+    const expected = createHash('sha256');
+    for (let i = 0; i < total / block.length; i++) expected.update(block);
+    const expectedSha = expected.digest('hex');
+
+    async function pump(s: StreamSocket): Promise<void> {
+      for (let sent = 0; sent < total; sent += block.length) {
+        if (!s.write(block)) await once(s, 'drain');
+      }
+      s.end();
+    }
+    let serverDigest!: Promise<{ sha: string; bytes: number }>;
+    const accepted = new Promise<void>((resolve) =>
+      serve(q, (s) => {
+        serverDigest = digestAll(s);
+        void pump(s);
+        resolve();
+      }),
+    );
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    const clientDigest = digestAll(sock);
+    await pump(sock);
+    await accepted;
+    const [atServer, atClient] = await Promise.all([serverDigest, clientDigest]);
+    assert.deepEqual(atServer, { sha: expectedSha, bytes: total });
+    assert.deepEqual(atClient, { sha: expectedSha, bytes: total });
+  });
+
+  it('serves 200 concurrent streams on one connection, each with its own data', async function () {
+    this.timeout(120_000);
+    const q = uniqueQueue('many');
+    await serve(q, echo);
+    const results = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const payload = Buffer.concat([Buffer.from(`stream ${i}:`), randomBytes(1000 + i * 37)]);
+        const s = conn.connect(q);
+        const got = readAll(s);
+        s.write(payload.subarray(0, 500));
+        s.end(payload.subarray(500));
+        return { payload, got: await got };
+      }),
+    );
+    for (const r of results) assert.ok(r.got.equals(r.payload));
+    const view = await brokerView(connectionName);
+    assert.ok(view.channels <= 10, `one connection uses ${view.channels} channels for 200 streams`);
+  });
+
+  it('keeps the other direction flowing after the client half-closes, each event firing once', async () => {
+    const q = uniqueQueue('half-client');
+    let serverSide!: StreamSocket;
+    const accepted = new Promise<void>((r) =>
+      serve(q, (s) => {
+        serverSide = s;
+        r();
+      }),
+    );
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    const clientEvents = countEvents(sock, ['end', 'finish', 'close']);
+    sock.end('request');
+    await accepted;
+    const serverEvents = countEvents(serverSide, ['end', 'finish', 'close']);
+    const serverGot = await readAll(serverSide); // the server sees the client's end...
+    assert.equal(serverGot.toString(), 'request');
+    const clientGot = readAll(sock);
+    // ...and still writes its answer in several pieces after it.
+    serverSide.write('res');
+    await new Promise((r) => setTimeout(r, 20));
+    serverSide.end('ponse');
+    assert.equal((await clientGot).toString(), 'response');
+    await Promise.all([sock.destroyed ? null : once(sock, 'close'), serverSide.destroyed ? null : once(serverSide, 'close')]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(clientEvents, { end: 1, finish: 1, close: 1 });
+    assert.deepEqual(serverEvents, { end: 1, finish: 1, close: 1 });
+  });
+
+  it('keeps the other direction flowing after the server half-closes', async () => {
+    const q = uniqueQueue('half-server');
+    let serverSide!: StreamSocket;
+    const accepted = new Promise<void>((r) =>
+      serve(q, (s) => {
+        serverSide = s;
+        s.end('banner');
+        r();
+      }),
+    );
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    const clientEvents = countEvents(sock, ['end', 'finish', 'close']);
+    assert.equal((await readAll(sock)).toString(), 'banner');
+    await accepted;
+    const serverEvents = countEvents(serverSide, ['end', 'finish', 'close']);
+    const serverGot = readAll(serverSide);
+    sock.write('still ');
+    sock.end('talking');
+    assert.equal((await serverGot).toString(), 'still talking');
+    await Promise.all([sock.destroyed ? null : once(sock, 'close'), serverSide.destroyed ? null : once(serverSide, 'close')]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(clientEvents, { end: 1, finish: 1, close: 1 });
+    assert.deepEqual({ end: serverEvents.end, close: serverEvents.close }, { end: 1, close: 1 });
+  });
+
+  it('ends its writable side when the peer ends and allowHalfOpen is false (as net does)', async () => {
+    const q = uniqueQueue('auto-end');
+    await serve(q, (s) => s.end('bye'));
+    const sock = conn.connect(q);
+    const events = countEvents(sock, ['end', 'finish', 'close']);
+    assert.equal((await readAll(sock)).toString(), 'bye');
+    if (!sock.destroyed) await once(sock, 'close');
+    assert.deepEqual(events, { end: 1, finish: 1, close: 1 });
+  });
+
+  it('reports destroy() mid-transfer to the peer as ECONNRESET, not a clean end', async () => {
+    const q = uniqueQueue('reset');
+    const accepted = new Promise<StreamSocket>((r) => serve(q, r));
+    const sock = conn.connect(q);
+    sock.write(randomBytes(100_000));
+    const serverSide = await accepted;
+    const ended = countEvents(serverSide, ['end']);
+    serverSide.resume();
+    await once(serverSide, 'data');
+    sock.destroy();
+    const err = await errorOf(serverSide);
+    assert.equal(err.code, 'ECONNRESET');
+    assert.equal(ended.end, 0, 'the peer must not see a clean end');
+  });
+
+  it('refuses a connection to a queue nobody listens on with ECONNREFUSED in under a second', async () => {
+    const q = uniqueQueue('nobody');
+    const started = Date.now();
+    const sock = conn.connect(q);
+    const err = await errorOf(sock);
+    const took = Date.now() - started;
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.match(err.message, new RegExp(`no listener on queue '${q}'`));
+    assert.ok(took < 1000, `took ${took} ms`);
+  });
+
+  it('gives a second listener on the same queue EADDRINUSE, from another connection and from the same one', async () => {
+    const q = uniqueQueue('busy');
+    await serve(q, echo);
+    const other = await connect(AMQP_URL);
+    cleanups.push(() => other.close());
+    const second = other.createServer();
+    second.listen(q);
+    const err = await errorOf(second);
+    assert.equal(err.code, 'EADDRINUSE');
+    assert.match(err.message, /already in use/);
+    assert.throws(() => conn.listen(q), { code: 'EADDRINUSE' });
+    // The first listener still serves.
+    const sock = conn.connect(q);
+    const got = readAll(sock);
+    sock.end('still here');
+    assert.equal((await got).toString(), 'still here');
+  });
+
+  it('times out with ETIMEDOUT when a listener never answers the handshake', async () => {
+    const q = uniqueQueue('mute');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const ch = await raw.createChannel();
+    await ch.assertQueue(q, { exclusive: true, autoDelete: true });
+    await ch.consume(q, () => undefined, { noAck: true });
+    const quick = await connect(AMQP_URL, { handshakeTimeout: 300 });
+    cleanups.push(() => quick.close());
+    const err = await errorOf(quick.connect(q));
+    assert.equal(err.code, 'ETIMEDOUT');
+    assert.match(err.message, new RegExp(`queue '${q}'.*did not answer`));
+  });
+
+  it('rejects malformed connection requests, logs them, and keeps serving', async () => {
+    const q = uniqueQueue('garbage');
+    const warnings: string[] = [];
+    const logged = await connect(AMQP_URL, {
+      logger: { debug() {}, info() {}, error() {}, warn: (m) => warnings.push(m) },
+    });
+    cleanups.push(() => logged.close());
+    await serve(q, echo, logged);
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const ch = await raw.createChannel();
+    ch.sendToQueue(q, Buffer.from('not a handshake'), { replyTo: 'x' });
+    ch.sendToQueue(q, Buffer.alloc(0));
+    ch.sendToQueue(q, Buffer.alloc(0), { replyTo: '', headers: { junk: { deep: [1, 2, 3] } }, contentType: '\u0000' });
+    const sock = logged.connect(q);
+    const got = readAll(sock);
+    sock.end('after garbage');
+    assert.equal((await got).toString(), 'after garbage');
+    assert.equal(warnings.filter((w) => w.includes('rejected a malformed connection request')).length, 3);
+    // Nothing is left unacknowledged on the control queue.
+    const check = await ch.checkQueue(q);
+    assert.equal(check.messageCount, 0);
+  });
+
+  it('reports EPIPE for a write after the peer has closed', async () => {
+    const q = uniqueQueue('epipe');
+    await serve(q, (s) => {
+      s.resume();
+      s.end();
+    });
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    await once(sock, 'connect');
+    sock.resume();
+    await once(sock, 'end');
+    // The server's socket closes once it has read our data and our end never comes;
+    // wait until its queue is gone, then write.
+    const remote = new URL(sock.remoteAddress!).searchParams.get('local_queue')!;
+    await waitFor(async () => !(await queueExists(remote)));
+    sock.write('into the void');
+    const err = await errorOf(sock);
+    assert.equal(err.code, 'EPIPE');
+  });
+
+  it('stops taking messages from the broker while the reader is paused, and resumes', async function () {
+    this.timeout(60_000);
+    const q = uniqueQueue('slow');
+    const small = await connect(AMQP_URL, { prefetch: 4, maxMessageSize: 16 * 1024 });
+    cleanups.push(() => small.close());
+    const total = 8 * 1024 * 1024;
+    await serve(
+      q,
+      async (s) => {
+        const block = Buffer.alloc(16 * 1024, 7);
+        for (let sent = 0; sent < total; sent += block.length) if (!s.write(block)) await once(s, 'drain');
+        s.end();
+      },
+      small,
+    );
+    const sock = small.connect(q, { readableHighWaterMark: 16 * 1024 });
+    await once(sock, 'connect');
+    sock.pause();
+    await new Promise((r) => setTimeout(r, 1500));
+    // Held in this process: at most the readable buffer plus `prefetch` messages.
+    assert.ok(sock.readableLength <= 16 * 1024 * 6, `buffered ${sock.readableLength} bytes while paused`);
+    const { bytes } = await digestAll(sock);
+    assert.equal(bytes, total);
+  });
+
+  it('coalesces many small writes in one tick into one message, and splits large writes', async () => {
+    const q = uniqueQueue('coalesce');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const streams: V1Stream[] = [];
+    const l = await v1Listen(raw, q, (s) => streams.push(s));
+    cleanups.push(() => l.close());
+    const c = await connect(AMQP_URL, { maxMessageSize: 1000 });
+    cleanups.push(() => c.close());
+    const sock = c.connect(q, { allowHalfOpen: true });
+    await once(sock, 'connect');
+    for (let i = 0; i < 100; i++) sock.write(`frame ${i};`);
+    await new Promise((r) => setTimeout(r, 50));
+    sock.end(Buffer.alloc(2500, 1));
+    await waitFor(async () => streams.length === 1);
+    await streams[0]!.ended;
+    const sizes = streams[0]!.received.map((b) => b.length);
+    const frames = Array.from({ length: 100 }, (_, i) => `frame ${i};`).join('');
+    assert.equal(sizes[0], frames.length, 'the 100 small writes arrive as one message');
+    assert.deepEqual(sizes.slice(1), [1000, 1000, 500]);
+    assert.equal(streams[0]!.data.subarray(0, frames.length).toString(), frames);
+    sock.destroy();
+    await streams[0]!.close();
+  });
+
+  it('leaves nothing behind on the broker or in the process after 2,000 open/close cycles', async function () {
+    this.timeout(300_000);
+    const name = uniqueQueue('cycles-conn');
+    const c = await connect(AMQP_URL, { connectionName: name });
+    cleanups.push(() => c.close());
+    const q = uniqueQueue('cycles');
+    await serve(q, (s) => s.pipe(s), c);
+    const before = await brokerView(name);
+    const handlesBefore = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+    const batch = 50;
+    for (let i = 0; i < 2000; i += batch) {
+      await Promise.all(
+        Array.from({ length: batch }, async (_, j) => {
+          const s = c.connect(q);
+          const got = readAll(s);
+          // Alternate which side closes first: the client ends, or the client destroys after the echo.
+          if ((i + j) % 2 === 0) {
+            s.end('x');
+            assert.equal((await got).toString(), 'x');
+          } else {
+            s.write('y');
+            await once(s, 'data');
+            s.destroy();
+            await got.catch(() => undefined);
+          }
+          if (!s.destroyed) await once(s, 'close');
+        }),
+      );
+    }
+    await waitFor(async () => c.socketCount === 0);
+    const after = await waitForValue(() => brokerView(name), (v) => v.queues === before.queues && v.consumers === before.consumers);
+    assert.deepEqual(after, before);
+    const handlesAfter = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+    assert.ok(handlesAfter <= handlesBefore, `handles before ${handlesBefore}, after ${handlesAfter}`);
+  });
+
+  it('dial() and listen() take Go-style addresses and close their own broker connection', async () => {
+    const q = uniqueQueue('shortcut');
+    const server = await listen(`${AMQP_URL}?server_queue=${q}`, {}, echo);
+    assert.equal(server.address(), `${new URL(AMQP_URL).protocol}//guest@${new URL(AMQP_URL).host}?server_queue=${q}`);
+    const sock = dial(`${AMQP_URL}?server_queue=${q}`);
+    const got = readAll(sock);
+    sock.end('via urls');
+    assert.equal((await got).toString(), 'via urls');
+    await new Promise<void>((r) => server.close(() => r()));
+    assert.equal(await queueExists(q), false);
+  });
+});
+
+describe('broker connection errors', () => {
+  const base = new URL(AMQP_URL);
+
+  it('names wrong credentials without showing the password', async () => {
+    const u = new URL(AMQP_URL);
+    u.password = 'not-the-Secret-pw';
+    const err = (await connect(u.toString()).catch((e: unknown) => e)) as Error & { code: string };
+    assert.equal(err.code, 'ERR_AMQP_AUTH');
+    assert.match(err.message, /refused the login of user 'guest'/);
+    assert.doesNotMatch(err.message + String(err.stack), /not-the-Secret-pw/);
+  });
+
+  it('names a missing vhost', async () => {
+    const u = new URL(AMQP_URL);
+    u.pathname = '/no-such-vhost-here';
+    const err = (await connect(u.toString()).catch((e: unknown) => e)) as Error & { code: string };
+    assert.equal(err.code, 'ERR_AMQP_VHOST');
+    assert.match(err.message, /refused to open vhost 'no-such-vhost-here': the vhost does not exist/);
+  });
+
+  it('names an unreachable broker', async () => {
+    const net = await import('node:net');
+    const srv = net.createServer().listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    const port = (srv.address() as { port: number }).port;
+    await new Promise((r) => srv.close(r));
+    const err = (await connect(`amqp://guest:hunter2@127.0.0.1:${port}`).catch((e: unknown) => e)) as Error & { code: string };
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.match(err.message, new RegExp(`cannot reach the broker at 127.0.0.1:${port}`));
+    assert.doesNotMatch(err.message, /hunter2/);
+    assert.equal(base.protocol, 'amqp:');
+  });
+});
+
+async function waitFor(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function waitForValue<T>(get: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Shared test support: the broker URL, unique queue names, waiting for
+ * events, and a look at the broker's own bookkeeping through rabbitmqctl.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+let counter = 0;
+/** A queue name no other test (or CI run on the same broker) uses. */
+export function uniqueQueue(label: string): string {
+  return `test-${label}-${process.pid}-${Date.now().toString(36)}-${++counter}-${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Feed every chunk to `onChunk` until 'end' (rejects on 'error'). Unlike
+ * `for await`, this leaves the stream open after 'end', so the writable
+ * side of a half-closed socket keeps working.
+ */
+function consume(stream: Readable, onChunk: (b: Buffer) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.on('data', onChunk);
+    stream.once('end', resolve);
+    stream.once('error', reject);
+  });
+}
+
+/** Everything a readable gives until 'end' (rejects on 'error'). */
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await consume(stream, (c) => chunks.push(c));
+  return Buffer.concat(chunks);
+}
+
+/** The SHA-256 and size of everything a readable gives until 'end'. */
+export async function digestAll(stream: Readable): Promise<{ sha: string; bytes: number }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  await consume(stream, (c) => {
+    h.update(c);
+    bytes += c.length;
+  });
+  return { sha: h.digest('hex'), bytes };
+}
+
+/** Resolves with the error an emitter emits, rejects if it closes without one. */
+export async function errorOf(emitter: NodeJS.EventEmitter): Promise<Error & { code?: string }> {
+  const [err] = (await once(emitter, 'error')) as [Error & { code?: string }];
+  return err;
+}
+
+/** Counts how often each named event fires on an emitter. */
+export function countEvents(emitter: NodeJS.EventEmitter, names: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const n of names) {
+    counts[n] = 0;
+    emitter.on(n, () => counts[n]!++);
+  }
+  return counts;
+}
+
+const execFileP = promisify(execFile);
+
+async function rabbitmqctl<T>(args: string[]): Promise<T[]> {
+  const { stdout } = await execFileP('rabbitmqctl', [...args, '-q', '--formatter', 'json'], { maxBuffer: 64 * 1024 * 1024 });
+  return stdout.trim() ? (JSON.parse(stdout) as T[]) : [];
+}
+
+export interface BrokerView {
+  /** Channels the broker counts for the connection. */
+  channels: number;
+  /** Queues that connection owns (exclusive queues). */
+  queues: number;
+  /** Consumers on those queues. */
+  consumers: number;
+}
+
+/** The broker's own view of the connection named `connectionName` (via rabbitmqctl). */
+export async function brokerView(connectionName: string): Promise<BrokerView> {
+  type Conn = { pid: string; channels: number; client_properties: Array<[string, string, unknown]> };
+  const conns = await rabbitmqctl<Conn>(['list_connections', 'pid', 'channels', 'client_properties']);
+  const conn = conns.find((c) => c.client_properties.some(([k, , v]) => k === 'connection_name' && v === connectionName));
+  if (!conn) throw new Error(`the broker lists no connection named ${connectionName}`);
+  type Q = { name: string; owner_pid: string; consumers: number };
+  const queues = (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid', 'consumers'])).filter((q) => q.owner_pid === conn.pid);
+  return { channels: conn.channels, queues: queues.length, consumers: queues.reduce((n, q) => n + q.consumers, 0) };
+}
+
+/** Whether a queue exists on the broker (passive look-up through rabbitmqctl). */
+export async function queueExists(name: string): Promise<boolean> {
+  type Q = { name: string };
+  return (await rabbitmqctl<Q>(['list_queues', 'name'])).some((q) => q.name === name);
+}
