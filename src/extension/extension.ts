@@ -1,0 +1,85 @@
+/**
+ * Activation: build the services, register the commands, the tree and the
+ * status bar, and start kept tunnels (trusted workspaces only). Everything
+ * goes into `context.subscriptions`. The returned API is for tests.
+ */
+import * as vscode from 'vscode';
+import { Brokers } from './brokers';
+import { registerCommands, reportError, type Services } from './commands';
+import { CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
+import { KeptTunnels } from './kept';
+import { TunnelLog } from './log';
+import { TunnelManager } from './manager';
+import { plural } from './model';
+import { TunnelStatusBar } from './statusBar';
+import { TunnelTree } from './tree';
+
+export interface AmqpTunnelApi extends Services {
+  statusBar: TunnelStatusBar;
+  /** Resolves once kept tunnels were started (or skipped in an untrusted workspace). */
+  restored: Promise<void>;
+}
+
+let services: AmqpTunnelApi | undefined;
+
+export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
+  const brokers = new Brokers(context.secrets);
+  const log = new TunnelLog(() => brokers.knownSecrets);
+  const manager = new TunnelManager(brokers, log);
+  const kept = new KeptTunnels(() => brokers.list()[0]?.name);
+  const tree = new TunnelTree(manager, (e) => kept.has(e.spec));
+  const statusBar = new TunnelStatusBar(manager);
+  const view = vscode.window.createTreeView(VIEWS.tunnels, { treeDataProvider: tree, showCollapseAll: false });
+  const s: Services = { brokers, manager, kept, log, tree };
+  context.subscriptions.push(log, manager, tree, statusBar, view);
+  registerCommands(context, s);
+  context.subscriptions.push(
+    manager.onDidChange(() => void vscode.commands.executeCommand('setContext', CONTEXT.hasTunnels, manager.list().length > 0)),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration(`${CONFIG_SECTION}.${SETTINGS.tunnels}`)) tree.refresh();
+    }),
+  );
+  for (const p of brokers.problems()) log.warn(`settings: ${p}`);
+  const restored = restoreKept(s, context);
+  services = { ...s, statusBar, restored };
+  return services;
+}
+
+export async function deactivate(): Promise<void> {
+  await services?.manager.stopAll();
+}
+
+/** Start the kept tunnels now if the workspace is trusted, else once it is. */
+function restoreKept(s: Services, context: vscode.ExtensionContext): Promise<void> {
+  const { specs, problems } = s.kept.read();
+  for (const p of problems) s.log.warn(`settings: amqpTunnel.tunnels: ${p}`);
+  if (specs.length === 0) return Promise.resolve();
+  if (!vscode.workspace.isTrusted) {
+    s.log.info(`${plural(specs.length, 'kept tunnel')} not started: the workspace is not trusted (they start once you trust it)`);
+    return new Promise((resolve) => {
+      context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => void startKept(s).then(resolve)));
+    });
+  }
+  return startKept(s);
+}
+
+async function startKept(s: Services): Promise<void> {
+  const { specs } = s.kept.read();
+  s.log.info(`starting ${plural(specs.length, 'kept tunnel')}`);
+  const failures: Array<{ spec: (typeof specs)[number]; err: unknown }> = [];
+  await Promise.all(
+    specs.map((spec) =>
+      s.manager.start(spec).catch((err: unknown) => {
+        failures.push({ spec, err });
+      }),
+    ),
+  );
+  if (failures.length === 1) {
+    reportError(s, failures[0].err, failures[0].spec, () => void s.manager.start(failures[0].spec).catch((e: unknown) => reportError(s, e, failures[0].spec)));
+  } else if (failures.length > 1) {
+    for (const f of failures) s.log.error(`${f.spec.kind} ${f.spec.queue}: ${(f.err as Error).message}`);
+    void vscode.window.showErrorMessage(`${failures.length} kept tunnels could not start; the log says why.`, 'Show Log').then((c) => {
+      if (c) s.log.show();
+    });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Every id the extension shares with package.json: commands, views, the
+ * view container, context keys, settings. The code uses these constants and
+ * test/unit/extension-manifest.test.ts checks that package.json contributes
+ * exactly the same ids, so an id is never typed twice by hand.
+ *
+ * This module imports nothing (not even vscode), so unit tests can load it.
+ */
+export const COMMANDS = {
+  forward: 'amqpTunnel.forward',
+  publish: 'amqpTunnel.publish',
+  stop: 'amqpTunnel.stopTunnel',
+  restart: 'amqpTunnel.restartTunnel',
+  remove: 'amqpTunnel.removeTunnel',
+  copyAddress: 'amqpTunnel.copyLocalAddress',
+  openInBrowser: 'amqpTunnel.openInBrowser',
+  keep: 'amqpTunnel.keepTunnel',
+  forget: 'amqpTunnel.forgetTunnel',
+  showLog: 'amqpTunnel.showLog',
+  addBroker: 'amqpTunnel.addBroker',
+  setBrokerPassword: 'amqpTunnel.setBrokerPassword',
+  removeBroker: 'amqpTunnel.removeBroker',
+} as const;
+
+export const VIEW_CONTAINER = 'amqpTunnel';
+export const VIEWS = {
+  tunnels: 'amqpTunnel.tunnels',
+} as const;
+
+/** Context keys set with `setContext`, used in `when` clauses. */
+export const CONTEXT = {
+  hasTunnels: 'amqpTunnel.hasTunnels',
+} as const;
+
+export const CONFIG_SECTION = 'amqpTunnel';
+export const SETTINGS = {
+  brokers: 'brokers',
+  tunnels: 'tunnels',
+} as const;
+
+/** The output channel's name (also what "Show Log" opens). */
+export const LOG_CHANNEL = 'AMQP Tunnel';
+
+/** The command that reveals the view container (VS Code derives it from the container id). */
+export const SHOW_VIEW_COMMAND = `workbench.view.extension.${VIEW_CONTAINER}`;

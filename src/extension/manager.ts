@@ -1,0 +1,172 @@
+/**
+ * The running tunnels of this window. Each entry keeps its spec, so a
+ * stopped or failed tunnel stays listed and can be restarted; a forward that
+ * asked for port 0 remembers the port it got, so a restart (or "Keep Tunnel")
+ * keeps the address a debugger was pointed at.
+ */
+import * as vscode from 'vscode';
+import { forward, publish, type Tunnel, type TunnelState, type TunnelStats, type ForwardTunnel } from '../tunnel';
+import { formatHostPort } from '../tunnel/spec';
+import { redactUrl } from '../stream/url';
+import type { Logger } from '../common/logger';
+import type { Brokers } from './brokers';
+import { scrub, specKey, type TunnelSpec } from './model';
+
+/** How often the tree's byte counts refresh while connections are open. */
+const STATS_INTERVAL_MS = 1000;
+
+export class TunnelEntry {
+  tunnel?: Tunnel;
+  /** The broker address without password, for the tree. */
+  brokerAddress = '';
+  /** Set when the tunnel failed to start; the tunnel's own last error otherwise. */
+  startError?: string;
+
+  constructor(
+    readonly id: string,
+    public spec: TunnelSpec,
+  ) {}
+
+  get state(): TunnelState {
+    return this.tunnel?.state ?? (this.startError ? 'failed' : 'stopped');
+  }
+
+  /** forward: the local address that leads to the queue; publish: the local service published. */
+  get localAddress(): string {
+    return this.spec.address;
+  }
+
+  stats(): TunnelStats | undefined {
+    return this.tunnel?.stats();
+  }
+
+  get lastError(): string | undefined {
+    return this.tunnel?.stats().lastError ?? this.startError;
+  }
+
+  get running(): boolean {
+    const s = this.state;
+    return s === 'starting' || s === 'ready' || s === 'reconnecting';
+  }
+}
+
+export class TunnelManager implements vscode.Disposable {
+  private readonly entries = new Map<string, TunnelEntry>();
+  private readonly changed = new vscode.EventEmitter<void>();
+  /** Fires when a tunnel is added, removed, changes state or its counts change. */
+  readonly onDidChange = this.changed.event;
+  private nextId = 1;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly brokers: Brokers,
+    private readonly log: Logger,
+  ) {}
+
+  list(): TunnelEntry[] {
+    return [...this.entries.values()];
+  }
+
+  get(id: string): TunnelEntry | undefined {
+    return this.entries.get(id);
+  }
+
+  /** The listed tunnel with this spec (a forward on port 0 never matches: each asks for a new port). */
+  find(spec: TunnelSpec): TunnelEntry | undefined {
+    const key = specKey(spec);
+    return this.list().find((e) => specKey(e.spec) === key && !spec.address.endsWith(':0'));
+  }
+
+  /**
+   * Start a tunnel and wait until it is ready. A spec that is listed already
+   * is restarted if it is not running and returned as it is if it is.
+   * Rejects with a scrubbed error when the first connection fails; the
+   * entry then stays listed as failed.
+   */
+  async start(spec: TunnelSpec): Promise<TunnelEntry> {
+    const existing = this.find(spec);
+    if (existing) {
+      if (!existing.running) await this.launch(existing);
+      return existing;
+    }
+    const entry = new TunnelEntry(`t${this.nextId++}`, spec);
+    this.entries.set(entry.id, entry);
+    await this.launch(entry);
+    return entry;
+  }
+
+  async stop(entry: TunnelEntry): Promise<void> {
+    const t = entry.tunnel;
+    if (!t) return;
+    await t.stop();
+    this.fire();
+  }
+
+  async restart(entry: TunnelEntry): Promise<void> {
+    await this.stop(entry);
+    await this.launch(entry);
+  }
+
+  async remove(entry: TunnelEntry): Promise<void> {
+    this.entries.delete(entry.id);
+    this.fire();
+    await entry.tunnel?.stop();
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.list().map((e) => e.tunnel?.stop()));
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+    void this.stopAll();
+    this.changed.dispose();
+  }
+
+  private async launch(entry: TunnelEntry): Promise<void> {
+    const { spec } = entry;
+    entry.startError = undefined;
+    entry.tunnel = undefined;
+    const broker = this.brokers.get(spec.broker);
+    if (!broker) {
+      entry.startError = `no broker named '${spec.broker}' is configured`;
+      this.fire();
+      throw new Error(`${entry.startError}; add it with "AMQP Tunnel: Add Broker"`);
+    }
+    entry.brokerAddress = redactUrl(broker.url);
+    const url = await this.brokers.connectUrl(spec.broker);
+    const options = { queue: spec.queue, broker: url, logger: this.log, connectOptions: { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}` } };
+    const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address });
+    entry.tunnel = tunnel;
+    const onEvent = (): void => this.fire();
+    tunnel.on('state', onEvent);
+    tunnel.on('connection', onEvent);
+    tunnel.on('connectionClosed', onEvent);
+    this.fire();
+    try {
+      await tunnel.ready;
+    } catch (err) {
+      const message = scrub((err as Error).message ?? String(err), this.brokers.knownSecrets);
+      entry.startError = message;
+      this.fire();
+      throw Object.assign(new Error(message), { code: (err as { code?: string }).code });
+    }
+    if (tunnel.kind === 'forward') {
+      const bound = (tunnel as ForwardTunnel).address;
+      if (bound) entry.spec = { ...spec, address: formatHostPort(bound) };
+    }
+    this.log.info(`tunnel ${tunnel.name} > ready (${spec.kind === 'forward' ? `local ${entry.spec.address}` : `publishing ${entry.spec.address}`}, broker '${spec.broker}')`);
+    this.fire();
+  }
+
+  private fire(): void {
+    this.changed.fire();
+    const busy = this.list().some((e) => (e.stats()?.activeConnections ?? 0) > 0);
+    if (busy && !this.timer) {
+      this.timer = setInterval(() => this.fire(), STATS_INTERVAL_MS);
+    } else if (!busy && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}

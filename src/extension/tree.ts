@@ -1,0 +1,117 @@
+/**
+ * The Tunnels view: one group per broker, one item per tunnel with its
+ * direction, queue, local address, a state icon, live counts in the
+ * description and the details (including the last error) in the tooltip.
+ */
+import * as vscode from 'vscode';
+import type { TunnelState } from '../tunnel';
+import type { TunnelEntry, TunnelManager } from './manager';
+import { formatBytes, plural } from './model';
+
+export interface BrokerNode {
+  type: 'broker';
+  name: string;
+}
+export interface TunnelNode {
+  type: 'tunnel';
+  entry: TunnelEntry;
+}
+export type Node = BrokerNode | TunnelNode;
+
+const STATE_ICON: Record<TunnelState, vscode.ThemeIcon> = {
+  starting: new vscode.ThemeIcon('loading~spin'),
+  ready: new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('testing.iconPassed')),
+  reconnecting: new vscode.ThemeIcon('sync~spin', new vscode.ThemeColor('problemsWarningIcon.foreground')),
+  failed: new vscode.ThemeIcon('error', new vscode.ThemeColor('problemsErrorIcon.foreground')),
+  stopped: new vscode.ThemeIcon('circle-slash'),
+};
+
+export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private readonly subscription: vscode.Disposable;
+
+  constructor(
+    private readonly manager: TunnelManager,
+    private readonly isKept: (entry: TunnelEntry) => boolean,
+  ) {
+    this.subscription = manager.onDidChange(() => this.refresh());
+  }
+
+  refresh(): void {
+    this.changed.fire(undefined);
+  }
+
+  getChildren(node?: Node): Node[] {
+    const entries = this.manager.list();
+    if (!node) {
+      const names = [...new Set(entries.map((e) => e.spec.broker))].sort();
+      return names.map((name) => ({ type: 'broker', name }));
+    }
+    if (node.type === 'broker') {
+      return entries.filter((e) => e.spec.broker === node.name).map((entry) => ({ type: 'tunnel', entry }));
+    }
+    return [];
+  }
+
+  getParent(node: Node): Node | undefined {
+    return node.type === 'tunnel' ? { type: 'broker', name: node.entry.spec.broker } : undefined;
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    if (node.type === 'broker') {
+      const item = new vscode.TreeItem(node.name, vscode.TreeItemCollapsibleState.Expanded);
+      const first = this.manager.list().find((e) => e.spec.broker === node.name);
+      item.id = `broker:${node.name}`;
+      item.description = first?.brokerAddress;
+      item.iconPath = new vscode.ThemeIcon('server');
+      item.contextValue = 'broker';
+      return item;
+    }
+    return this.tunnelItem(node.entry);
+  }
+
+  private tunnelItem(e: TunnelEntry): vscode.TreeItem {
+    const { spec } = e;
+    const label = spec.kind === 'forward' ? `${spec.address} → ${spec.queue}` : `${spec.queue} → ${spec.address}`;
+    const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.None);
+    item.id = `tunnel:${e.id}`;
+    const st = e.stats();
+    const state = e.state;
+    const parts: string[] = [spec.kind, state];
+    if (st && e.running) parts.push(plural(st.activeConnections, 'connection'), `↑${formatBytes(st.tcpToStream)} ↓${formatBytes(st.streamToTcp)}`);
+    item.description = parts.join(' · ');
+    item.iconPath = STATE_ICON[state];
+    const kept = this.isKept(e);
+    item.contextValue = `tunnel;kind=${spec.kind};state=${state};${e.running ? 'running' : 'idle'};${kept ? 'kept' : 'unkept'}`;
+
+    const md = new vscode.MarkdownString(undefined, true);
+    md.appendMarkdown(
+      spec.kind === 'forward'
+        ? `**Forward** local \`${spec.address}\` to queue \`${spec.queue}\`\n\n`
+        : `**Publish** \`${spec.address}\` on queue \`${spec.queue}\`\n\n`,
+    );
+    md.appendMarkdown(`Broker: ${e.spec.broker}${e.brokerAddress ? ` (\`${e.brokerAddress}\`)` : ''}\n\n`);
+    md.appendMarkdown(`State: ${state}${kept ? ' · kept (starts with the workspace)' : ''}\n\n`);
+    if (st) {
+      md.appendMarkdown(
+        `Connections: ${st.activeConnections} open, ${st.totalConnections} in all\n\n` +
+          `Bytes: ${formatBytes(st.tcpToStream)} sent into the tunnel, ${formatBytes(st.streamToTcp)} received\n\n`,
+      );
+    }
+    const err = e.lastError;
+    if (err) md.appendMarkdown(`Last error: ${escapeMd(err)}\n\n`);
+    item.tooltip = md;
+    return item;
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+}
+
+
+function escapeMd(text: string): string {
+  return text.replace(/[\\`*_{}[\]()#+!|<>]/g, '\\$&');
+}

