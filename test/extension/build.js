@@ -8,10 +8,13 @@ const path = require('node:path');
 const dir = path.join(__dirname, 'suite');
 const entries = fs.readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => path.join(dir, f));
 
+const outdir = path.join(__dirname, '..', '..', 'out', 'test', 'extension', 'suite');
+fs.rmSync(outdir, { recursive: true, force: true });
+
 esbuild
   .build({
     entryPoints: entries,
-    outdir: path.join(__dirname, '..', '..', 'out', 'test', 'extension', 'suite'),
+    outdir,
     bundle: true,
     platform: 'node',
     target: 'node20',
