@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as util from 'node:util';
+import { uiTest } from './ui';
 
 const root = path.resolve(__dirname, '..', '..');
 const testDir = path.resolve(process.env.VSCODE_TEST_DIR ?? path.join(root, '.vscode-test'));
@@ -34,14 +35,17 @@ const SESSION_TIMEOUT_MS = Number(process.env.TEST_TIMEOUT_MS ?? 300_000);
 const t0 = Date.now();
 const say = (...a: unknown[]): void => console.log(`[runner ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-interface Session {
+export interface Session {
   name: string;
   trusted: boolean;
+  /** 'suite': mocha in the extension host; 'ui': Playwright drives the page as a user (test/extension/ui.ts). */
+  kind: 'suite' | 'ui';
 }
 
 const SESSIONS: Session[] = [
-  { name: 'workspace', trusted: true },
-  { name: 'untrusted-workspace', trusted: false },
+  { name: 'workspace', trusted: true, kind: 'suite' },
+  { name: 'untrusted-workspace', trusted: false, kind: 'suite' },
+  { name: 'ui-workspace', trusted: true, kind: 'ui' },
 ];
 
 function freePort(): Promise<number> {
@@ -55,7 +59,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A workspace folder whose settings keep two tunnels (a publish and a forward of the same queue). */
+/** A workspace folder whose settings name a broker and (for suites) keep two tunnels: a publish and a forward of one queue. */
 async function makeWorkspace(runDir: string, s: Session): Promise<string> {
   const folder = path.join(runDir, s.name);
   fs.mkdirSync(path.join(folder, '.vscode'), { recursive: true });
@@ -64,11 +68,18 @@ async function makeWorkspace(runDir: string, s: Session): Promise<string> {
     'workbench.startupEditor': 'none',
     'extensions.autoCheckUpdates': false,
     'extensions.autoUpdate': false,
-    'amqpTunnel.brokers': [{ name: 'kept-broker', url: 'amqp://127.0.0.1:5672' }],
-    'amqpTunnel.tunnels': [
-      { publish: `127.0.0.1:${await freePort()}`, queue, broker: 'kept-broker' },
-      { forward: queue, bind: `127.0.0.1:${await freePort()}`, broker: 'kept-broker' },
-    ],
+    'workbench.tips.enabled': false,
+    'chat.disableAIFeatures': true,
+    'workbench.secondarySideBar.defaultVisibility': 'hidden',
+    ...(s.kind === 'ui'
+      ? { 'amqpTunnel.brokers': [{ name: 'local', url: 'amqp://127.0.0.1:5672' }] }
+      : {
+          'amqpTunnel.brokers': [{ name: 'kept-broker', url: 'amqp://127.0.0.1:5672' }],
+          'amqpTunnel.tunnels': [
+            { publish: `127.0.0.1:${await freePort()}`, queue, broker: 'kept-broker' },
+            { forward: queue, bind: `127.0.0.1:${await freePort()}`, broker: 'kept-broker' },
+          ],
+        }),
   };
   fs.writeFileSync(path.join(folder, '.vscode', 'settings.json'), JSON.stringify(settings, null, 2));
   return folder;
@@ -106,8 +117,21 @@ function stopServer(server: ChildProcess): Promise<void> {
   });
 }
 
-async function runServerSession(runDir: string, s: Session): Promise<number> {
-  const folder = await makeWorkspace(runDir, s);
+export interface VsCode {
+  page: import('playwright-core').Page;
+  /** The folder with the server's logs. */
+  data: string;
+  /** Resolves with the extension host's exit code when a test suite was loaded. */
+  exit: Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Start the VS Code server with the smoke-test driver and open `folder` in
+ * headless Chromium, with this extension in development mode and, when
+ * `withSuite`, the mocha suite loaded into the extension host.
+ */
+export async function openVsCode(runDir: string, s: Session, folder: string, withSuite: boolean): Promise<VsCode> {
   const data = path.join(runDir, `${s.name}-data`);
   fs.mkdirSync(path.join(data, 'tmp'), { recursive: true });
   const port = await freePort();
@@ -140,6 +164,11 @@ async function runServerSession(runDir: string, s: Session): Promise<number> {
   const { chromium } = await import('playwright-core');
   let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
   const shortTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'amqpt-'));
+  const close = async (): Promise<void> => {
+    await browser?.close().catch(() => undefined);
+    await stopServer(server);
+    fs.rmSync(shortTmp, { recursive: true, force: true });
+  };
   try {
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 60_000;
@@ -164,21 +193,30 @@ async function runServerSession(runDir: string, s: Session): Promise<number> {
         if (!process.env.VERBOSE && NOISE.test(line)) return;
         // Mocha's lines come as they are (CI counts its "N passing" lines); others get a prefix, errors only their first line.
         if (type === 'error' || type === 'warn') console.log(`[workbench ${type}] ${process.env.VERBOSE ? line : line.split('\n')[0]}`);
-        else console.log(line);
+        else if (withSuite) console.log(line);
       });
       void page.exposeFunction('codeAutomationExit', (code: number) => resolve(code));
     });
     if (process.env.VERBOSE) page.on('console', (m) => console.log('[browser]', m.type(), m.text().slice(0, 400)));
     const remote = (p: string): string => `vscode-remote://127.0.0.1:${port}${p}`;
-    const payload = [
-      ['extensionDevelopmentPath', remote(root)],
-      ['extensionTestsPath', remote(suite)],
-    ];
+    const payload = [['extensionDevelopmentPath', remote(root)], ...(withSuite ? [['extensionTestsPath', remote(suite)]] : [])];
     await page.goto(`${base}/?folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
-    const code = await Promise.race([exit, sleep(SESSION_TIMEOUT_MS).then(() => -1)]);
+    return { page, data, exit, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function runServerSession(runDir: string, s: Session): Promise<number> {
+  const folder = await makeWorkspace(runDir, s);
+  let vs: VsCode | undefined;
+  try {
+    vs = await openVsCode(runDir, s, folder, true);
+    const code = await Promise.race([vs.exit, sleep(SESSION_TIMEOUT_MS).then(() => -1)]);
     if (code === -1) {
       fs.mkdirSync(outputDir, { recursive: true });
-      await page.screenshot({ path: path.join(outputDir, `${s.name}-timeout.png`) }).catch(() => undefined);
+      await vs.page.screenshot({ path: path.join(outputDir, `${s.name}-timeout.png`) }).catch(() => undefined);
       say(`session ${s.name}: no result within ${SESSION_TIMEOUT_MS / 1000} s (screenshot in .test-output/extension/)`);
       console.log('  1 failing');
       return 1;
@@ -190,9 +228,22 @@ async function runServerSession(runDir: string, s: Session): Promise<number> {
     console.log('  1 failing');
     return 1;
   } finally {
-    await browser?.close().catch(() => undefined);
-    await stopServer(server);
-    fs.rmSync(shortTmp, { recursive: true, force: true });
+    await vs?.close();
+  }
+}
+
+async function runUiSession(runDir: string, s: Session): Promise<number> {
+  const folder = await makeWorkspace(runDir, s);
+  let vs: VsCode | undefined;
+  try {
+    vs = await openVsCode(runDir, s, folder, false);
+    return await uiTest(vs, outputDir, say);
+  } catch (err) {
+    say(`session ${s.name}: ${(err as Error).stack ?? String(err)}`);
+    console.log('  1 failing');
+    return 1;
+  } finally {
+    await vs?.close();
   }
 }
 
@@ -225,7 +276,13 @@ async function main(): Promise<number> {
   const only = process.env.SESSIONS?.split(',');
   let status = 0;
   for (const s of SESSIONS.filter((x) => !only || only.includes(x.name))) {
-    const code = runner === 'electron' ? await runElectronSession(runDir, s) : await runServerSession(runDir, s);
+    let code: number;
+    if (s.kind === 'ui') {
+      if (runner === 'electron') continue; // the UI test drives the browser page of the server runner
+      code = await runUiSession(runDir, s);
+    } else {
+      code = runner === 'electron' ? await runElectronSession(runDir, s) : await runServerSession(runDir, s);
+    }
     if (code !== 0) status = 1;
   }
   say(`done: ${status === 0 ? 'all sessions passed' : 'some sessions failed'}`);

@@ -1,0 +1,166 @@
+/**
+ * The UI test: Playwright drives the VS Code page as a user would. Open the
+ * AMQP Tunnel view, run "Publish port over AMQP" and "Forward port over AMQP"
+ * from the command palette, answer the prompts (seeing bad input explained
+ * while typing), and see both tunnels in the view as ready; then data goes
+ * from a TCP client through the forwarded port to an echo server. Saves a
+ * screenshot to .test-output/extension/ (and to media/screenshot.png with
+ * UPDATE_SCREENSHOT=1). Prints mocha-style lines, so CI counts them.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { once } from 'node:events';
+import type { Page } from 'playwright-core';
+import type { VsCode } from './runner';
+
+const STEP_MS = 60_000;
+
+async function echoServer(): Promise<net.Server> {
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+async function roundTrip(port: number, text: string): Promise<string> {
+  const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  await once(socket, 'connect');
+  socket.end(text);
+  await once(socket, 'end');
+  socket.destroy();
+  return Buffer.concat(chunks).toString();
+}
+
+/** Run a command from the palette, picking the row by its exact label (typing + Enter may pick a higher-ranked entry). */
+async function runCommand(page: Page, title: string): Promise<void> {
+  const input = page.locator('.quick-input-widget input');
+  await page.keyboard.press('F1');
+  await input.waitFor({ state: 'visible', timeout: STEP_MS });
+  await input.fill(`>${title}`);
+  const rows = page.locator('.quick-input-list .monaco-list-row');
+  const end = Date.now() + STEP_MS;
+  while (Date.now() < end) {
+    const labels = await rows.evaluateAll((els) => els.map((e) => e.getAttribute('aria-label') ?? ''));
+    const i = labels.findIndex((l) => l === title || l.startsWith(`${title},`) || l.startsWith(`${title} `));
+    if (i >= 0) {
+      await rows.nth(i).click();
+      return;
+    }
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`the palette has no "${title}"`);
+}
+
+/** The open input box: wait for its prompt, then return its text field. */
+async function inputBox(page: Page, promptText: string): Promise<ReturnType<Page['locator']>> {
+  await page.locator('.quick-input-widget', { hasText: promptText }).waitFor({ state: 'visible', timeout: STEP_MS });
+  return page.locator('.quick-input-widget input');
+}
+
+async function expectMessage(page: Page, text: string): Promise<void> {
+  await page.locator('.quick-input-widget .quick-input-message', { hasText: text }).waitFor({ state: 'visible', timeout: STEP_MS });
+}
+
+export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[]) => void): Promise<number> {
+  const { page } = vs;
+  const echo = await echoServer();
+  const echoPort = (echo.address() as net.AddressInfo).port;
+  const queue = `ui-${Date.now().toString(36)}${process.pid % 1000}`;
+  const passed: string[] = [];
+  const check = async (name: string, fn: () => Promise<void>): Promise<void> => {
+    await fn();
+    passed.push(name);
+    console.log(`    ✔ ${name}`);
+  };
+  console.log('\n  the extension as a user drives it (Playwright)');
+  try {
+    await page.locator('.monaco-workbench .part.statusbar').waitFor({ state: 'visible', timeout: STEP_MS });
+
+    await check('the AMQP Tunnel activity-bar view shows its welcome content', async () => {
+      await page.locator('.part.activitybar [aria-label^="AMQP Tunnel"]').first().click({ timeout: STEP_MS });
+      await page.locator('.part.sidebar', { hasText: 'No tunnels yet' }).waitFor({ state: 'visible', timeout: STEP_MS });
+    });
+
+    await check('Publish port over AMQP from the palette explains bad input as it is typed and publishes the port', async () => {
+      await runCommand(page, 'AMQP Tunnel: Publish port over AMQP');
+      const target = await inputBox(page, 'The local port to publish');
+      await target.fill('70000');
+      await expectMessage(page, 'out of range');
+      await target.fill(String(echoPort));
+      await target.press('Enter');
+      const q = await inputBox(page, 'The queue to publish on');
+      const suggested = await q.inputValue();
+      if (suggested !== `${os.hostname().toLowerCase().replace(/[^a-z0-9_.-]+/g, '-')}-${echoPort}`) throw new Error(`suggested queue '${suggested}'`);
+      await q.fill('amq.nope');
+      await expectMessage(page, 'reserved');
+      await q.fill(queue);
+      await q.press('Enter');
+      await page.locator('.part.sidebar .monaco-list-row', { hasText: `${queue} → 127.0.0.1:${echoPort}` }).filter({ hasText: 'publish · ready' }).waitFor({ timeout: STEP_MS });
+    });
+
+    let localPort = 0;
+    await check('Forward port over AMQP from the palette shows a ready tunnel in the view', async () => {
+      await runCommand(page, 'AMQP Tunnel: Forward port over AMQP');
+      const pick = page.locator('.quick-input-widget input');
+      await pick.waitFor({ state: 'visible', timeout: STEP_MS });
+      await pick.fill(queue);
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: queue }).first().waitFor({ timeout: STEP_MS });
+      await pick.press('Enter');
+      const bind = await inputBox(page, 'Local port to listen on');
+      const free = await bind.inputValue();
+      if (!/^\d+$/.test(free) || free === '0') throw new Error(`the default local port is '${free}', not a free port`);
+      await bind.fill('localhost:abc');
+      await expectMessage(page, 'not a valid');
+      await bind.fill(free);
+      await bind.press('Enter');
+      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `127.0.0.1:${free} → ${queue}` }).filter({ hasText: 'forward · ready' });
+      await row.waitFor({ timeout: STEP_MS });
+      localPort = Number(free);
+    });
+
+    await check('data goes from a TCP client through the forwarded port to the published echo server', async () => {
+      const text = 'typed into VS Code, carried by RabbitMQ';
+      const got = await roundTrip(localPort, text);
+      if (got !== text) throw new Error(`echoed '${got}'`);
+      await page.locator('.part.statusbar', { hasText: '2/2 tunnels ready' }).waitFor({ timeout: STEP_MS });
+    });
+
+    // A picture for people: the view with both tunnels, the tooltip of the forward open.
+    fs.mkdirSync(outputDir, { recursive: true });
+    await page.locator('.notifications-toasts .codicon-notifications-clear-all').click({ timeout: 1000 }).catch(() => undefined);
+    // Hide the empty secondary side bar and widen the side bar, so labels and descriptions show in full.
+    await runCommand(page, 'View: Hide Secondary Side Bar').catch(() => page.keyboard.press('Escape'));
+    const bar = await page.locator('.part.sidebar').boundingBox();
+    if (bar) {
+      const y = bar.y + bar.height / 2;
+      await page.mouse.move(bar.x + bar.width + 1, y);
+      await page.mouse.down();
+      await page.mouse.move(bar.x + bar.width + 340, y, { steps: 8 });
+      await page.mouse.up();
+    }
+    await page.locator('.part.sidebar .monaco-list-row', { hasText: `→ ${queue}` }).hover();
+    await page.locator('.monaco-hover', { hasText: 'Forward' }).waitFor({ timeout: 5000 }).catch(() => undefined);
+    const shot = path.join(outputDir, 'ui-tunnels.png');
+    await page.screenshot({ path: shot });
+    say(`screenshot: ${path.relative(process.cwd(), shot)}`);
+    if (process.env.UPDATE_SCREENSHOT) fs.copyFileSync(shot, path.join(__dirname, '..', '..', 'media', 'screenshot.png'));
+    console.log(`\n  ${passed.length} passing`);
+    return 0;
+  } catch (err) {
+    fs.mkdirSync(outputDir, { recursive: true });
+    await page.screenshot({ path: path.join(outputDir, 'ui-failure.png') }).catch(() => undefined);
+    console.log(`    1) ${(err as Error).message.split('\n')[0]}`);
+    console.log(`\n  ${passed.length} passing\n  1 failing`);
+    say(`UI test failed; screenshot in .test-output/extension/ui-failure.png; server logs in ${vs.data}`);
+    return 1;
+  } finally {
+    echo.close();
+  }
+}
