@@ -57,6 +57,14 @@ export interface ConnectOptions {
   protocolVersion?: 1 | 2;
   /** Channels in the consumer pool (default 4). */
   consumerChannels?: number;
+  /**
+   * Milliseconds between liveness probes (default 500; 0 disables). A stream
+   * that has not heard from its peer for this long has the peer's queue
+   * checked with a passive declare; when the queue is gone (the peer's
+   * process or connection died) the stream is reset with ECONNRESET. Nothing
+   * is sent to the peer, so v1 peers are unaffected.
+   */
+  livenessInterval?: number;
 }
 
 interface ResolvedOptions {
@@ -97,7 +105,16 @@ const DEFAULTS = {
   prefetch: 64,
   handshakeTimeout: 10_000,
   consumerChannels: 4,
+  livenessInterval: 500,
 };
+
+/** Most peer queues checked per liveness round; the rest wait for the next rounds. */
+const PROBES_PER_ROUND = 256;
+/** After a probe finds a peer's queue gone, wait this long for an end-of-stream already on its way. */
+const VANISH_GRACE_MS = 150;
+/** AMQP reply codes of a passive declare: the queue is gone, or it exists and is exclusive to its owner. */
+const NOT_FOUND = 404;
+const RESOURCE_LOCKED = 405;
 
 /**
  * Open a connection to the broker at `url` (an AMQP URL; a `server_queue`
@@ -147,6 +164,11 @@ export class Connection extends EventEmitter implements Transport {
   private servers = new Map<string, StreamServer>();
   private closing = false;
   private lost?: TunnelError;
+  private readonly livenessInterval: number;
+  private livenessTimer?: NodeJS.Timeout;
+  private probing = false;
+  private probeChannel?: Channel;
+  private probeCursor = 0;
 
   /** @internal use `connect()` */
   constructor(model: ChannelModel, url: StreamUrl, options: ConnectOptions) {
@@ -161,6 +183,7 @@ export class Connection extends EventEmitter implements Transport {
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
     };
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
+    this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);
     model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
     model.on('close', (err?: Error) => this.onModelClose(err));
     model.on('blocked', (reason: string) => this.options.logger.warn(`the broker blocked publishing: ${reason}`));
@@ -214,6 +237,7 @@ export class Connection extends EventEmitter implements Transport {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.stopLiveness();
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
     for (const socket of [...this.sockets]) socket.destroy();
@@ -238,10 +262,82 @@ export class Connection extends EventEmitter implements Transport {
 
   track(socket: StreamSocket): void {
     this.sockets.add(socket);
+    if (this.livenessInterval > 0 && !this.livenessTimer && !this.closing && !this.lost) {
+      this.livenessTimer = setInterval(() => void this.probeRound(), this.livenessInterval);
+      this.livenessTimer.unref();
+    }
   }
 
   untrack(socket: StreamSocket): void {
     this.sockets.delete(socket);
+    if (this.sockets.size === 0) this.stopLiveness();
+  }
+
+  private stopLiveness(): void {
+    clearInterval(this.livenessTimer);
+    this.livenessTimer = undefined;
+  }
+
+  /**
+   * One liveness round over the streams that have been quiet for a whole
+   * interval. A dead peer process or connection takes its exclusive queues
+   * with it. A v2 peer is sent a ping (mandatory: the broker returns it when
+   * the queue is gone, and the socket resets). A v1 peer must not be sent
+   * anything it would misread, so its queue is checked with a passive
+   * declare instead: NOT_FOUND means gone, RESOURCE_LOCKED means it exists
+   * (exclusive to the peer). Either reply closes the probe channel; the next
+   * probe opens a new one.
+   */
+  private async probeRound(): Promise<void> {
+    if (this.probing || this.closing || this.lost) return;
+    this.probing = true;
+    try {
+      const now = Date.now();
+      const all = [...this.sockets];
+      const v1: Array<[StreamSocket, string]> = [];
+      let probed = 0;
+      for (let i = 0; i < all.length && probed < PROBES_PER_ROUND; i++) {
+        const socket = all[(this.probeCursor + i) % all.length]!;
+        const queue = socket._probeTarget(now, this.livenessInterval);
+        if (!queue) continue;
+        probed++;
+        if (socket.protocolVersion >= 2) socket._ping(now);
+        else v1.push([socket, queue]);
+      }
+      this.probeCursor = all.length > 0 ? (this.probeCursor + PROBES_PER_ROUND) % all.length : 0;
+      for (const [socket, queue] of v1) {
+        if (this.closing || this.lost) return;
+        const probedAt = Date.now();
+        if (!(await this.queueGone(queue))) continue;
+        setTimeout(() => socket._peerVanished(probedAt), VANISH_GRACE_MS).unref();
+      }
+    } catch (err) {
+      this.options.logger.debug(`liveness probe failed: ${describeError(err)}`);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** True when the broker says `queue` does not exist. */
+  private async queueGone(queue: string): Promise<boolean> {
+    if (!this.probeChannel) {
+      const ch = await this.model.createChannel();
+      ch.on('error', () => undefined); // NOT_FOUND / RESOURCE_LOCKED close it: expected
+      ch.on('close', () => {
+        if (this.probeChannel === ch) this.probeChannel = undefined;
+      });
+      this.probeChannel = ch;
+    }
+    try {
+      await this.probeChannel.checkQueue(queue);
+      return false;
+    } catch (err) {
+      this.probeChannel = undefined;
+      const code = (err as { code?: unknown }).code;
+      if (code === NOT_FOUND) return true;
+      if (code === RESOURCE_LOCKED) return false;
+      throw err;
+    }
   }
 
   async openChannel(): Promise<Channel> {
@@ -363,6 +459,8 @@ export class Connection extends EventEmitter implements Transport {
       );
       this.options.logger.warn(this.lost.message);
     }
+    this.stopLiveness();
+    this.probeChannel = undefined;
     this.pub = undefined;
     this.pool = [];
     this.onDrain();

@@ -20,8 +20,12 @@ export const PROTOCOL_VERSION = 2;
 /** v2 only: a message with this header aborts the stream; the value is the reason. */
 export const RESET_HEADER = 'x-amqp-stream-reset';
 
+/** v2 only: an empty message with this header is a liveness probe; the receiver acks and ignores it. */
+export const PING_HEADER = 'x-amqp-stream-ping';
+
 export type Incoming =
   | { kind: 'data'; body: Buffer }
+  | { kind: 'ping' }
   | { kind: 'eof' }
   | { kind: 'reset'; reason: string };
 
@@ -37,6 +41,7 @@ export function classify(msg: MessageLike, version: number): Incoming {
     if (reset !== undefined) {
       return { kind: 'reset', reason: Buffer.isBuffer(reset) ? reset.toString('utf8') : String(reset) };
     }
+    if (msg.properties.headers?.[PING_HEADER] !== undefined) return { kind: 'ping' };
   }
   return msg.content.length === 0 ? { kind: 'eof' } : { kind: 'data', body: msg.content };
 }
@@ -66,6 +71,16 @@ export function handshakeHeaders(version: number): Record<string, unknown> {
 /** Reset message options (v2 only). */
 export function resetOptions(reason: string): Options.Publish {
   return publishOptions({ headers: { [RESET_HEADER]: reason.slice(0, 200) } });
+}
+
+/** Liveness probe options (v2 only): mandatory, so a vanished peer queue returns it. */
+export function pingOptions(): Options.Publish {
+  return publishOptions({ headers: { [PING_HEADER]: 1 } });
+}
+
+/** True for a (returned) liveness probe. */
+export function isPing(msg: { properties: { headers?: Record<string, unknown> | undefined } }): boolean {
+  return msg.properties.headers?.[PING_HEADER] !== undefined;
 }
 
 /** A message is a valid connection request when it has an empty body and a reply-to. */

@@ -102,7 +102,8 @@ export class StreamServer extends EventEmitter {
     }
     const ch = this.channel!;
     const problem = connectionRequestProblem(msg);
-    if (problem || this.state !== 'listening') {
+    // A request can arrive between the consume and the 'listening' event: serve it.
+    if (problem || (this.state !== 'listening' && this.state !== 'opening')) {
       if (problem) log.warn(`rejected a malformed connection request on queue '${queue}': ${problem}`);
       try {
         ch.reject(msg, false);

@@ -22,8 +22,10 @@ import { MessagePacker } from './packer';
 import {
   classify,
   handshakeHeaders,
+  isPing,
   negotiate,
   peerVersion,
+  pingOptions,
   publishOptions,
   resetOptions,
 } from './protocol';
@@ -40,6 +42,9 @@ export interface SocketOptions {
 
 const EMPTY = Buffer.alloc(0);
 const DATA_OPTIONS = publishOptions();
+const PING_OPTIONS = pingOptions();
+/** After a probe finds the peer gone, wait this long for an end-of-stream already on its way. */
+const VANISH_GRACE_MS = 150;
 
 type State = 'opening' | 'handshaking' | 'open' | 'closed';
 
@@ -67,6 +72,8 @@ export class StreamSocket extends Duplex {
   private handshakeTimer?: NodeJS.Timeout;
   private idleTimer?: NodeJS.Timeout;
   private idleMs = 0;
+  /** When the peer was last heard from (a message on our queue), for the liveness probe. */
+  private lastHeard = Date.now();
 
   constructor(options: SocketOptions = {}) {
     super({
@@ -268,7 +275,12 @@ export class StreamSocket extends Duplex {
 
   private onStreamMessage(msg: ConsumeMessage): void {
     this.touch();
+    this.lastHeard = Date.now();
     const m = classify(msg, this.protocolVersion);
+    if (m.kind === 'ping') {
+      this.ack(msg);
+      return;
+    }
     if (m.kind === 'reset') {
       this.ack(msg);
       this.peerGone = new TunnelError('ECONNRESET', `the peer reset the stream: ${m.reason}`);
@@ -286,7 +298,10 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.bytesRead += m.body.length;
-    if (this.heldAcks.length > 0 || !this.push(m.body)) {
+    // The body always goes to the reader's buffer; while the reader is behind,
+    // the ack waits for `_read`, so the buffer grows by at most `prefetch` messages.
+    const wantsMore = this.push(m.body);
+    if (this.heldAcks.length > 0 || !wantsMore) {
       this.heldAcks.push(msg);
     } else {
       this.ack(msg);
@@ -364,12 +379,49 @@ export class StreamSocket extends Duplex {
     });
   }
 
-  private onDataReturned(_msg: Message): void {
+  private onDataReturned(msg: Message): void {
     if (this.peerGone) return;
+    if (isPing(msg)) {
+      const probedAt = Number(msg.properties.timestamp) || 0;
+      setTimeout(() => this._peerVanished(probedAt), VANISH_GRACE_MS).unref();
+      return;
+    }
     const t = this.transport!;
     this.peerGone = this.eofReceived
       ? new TunnelError('EPIPE', `the peer closed the stream on '${this.serverQueue}'; cannot write after its end`)
       : new TunnelError('ECONNRESET', `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away (its queue is gone)`);
+    this.destroy(this.peerGone);
+  }
+
+  // ---- liveness ----------------------------------------------------------
+
+  /**
+   * @internal The peer queue to probe, when this stream has not heard from
+   * its peer for `idleMs` and would not otherwise learn that the peer died:
+   * open, the peer has not ended, and our reader is not holding messages back
+   * (a paused reader's peer may have finished and gone, legitimately).
+   */
+  _probeTarget(now: number, idleMs: number): string | undefined {
+    if (this.state !== 'open' || this.destroyed || this.eofReceived || this.peerGone || !this.peerQueue) return undefined;
+    if (this.heldAcks.length > 0 || this.readableLength > 0) return undefined;
+    return now - this.lastHeard >= idleMs ? this.peerQueue : undefined;
+  }
+
+  /** @internal v2 liveness probe: a ping the broker returns when the peer's queue is gone. */
+  _ping(now: number): void {
+    this.transport!.publish(this.peerQueue!, EMPTY, { ...PING_OPTIONS, timestamp: now });
+  }
+
+  /** @internal The probe found the peer's queue gone (its process or connection died). */
+  _peerVanished(probedAt: number): void {
+    // A message that arrived since the probe started (the peer's end, sent
+    // just before it closed its queue) means the peer left in order.
+    if (this.lastHeard >= probedAt || this.eofReceived || this.destroyed || this.peerGone) return;
+    const t = this.transport!;
+    this.peerGone = new TunnelError(
+      'ECONNRESET',
+      `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away without closing the stream (its process or broker connection died)`,
+    );
     this.destroy(this.peerGone);
   }
 
@@ -382,7 +434,9 @@ export class StreamSocket extends Duplex {
     clearTimeout(this.idleTimer);
     const t = this.transport;
     if (t) {
-      const aborted = wasOpen && !(this.eofSent && this.eofReceived) && !this.peerGone;
+      // Destroyed before our end was sent: the peer must not mistake it for a
+      // clean end. After our end, the peer learns on its next write (EPIPE), as with TCP.
+      const aborted = wasOpen && !this.eofSent && !this.peerGone;
       if (aborted && this.protocolVersion >= 2 && this.peerQueue) {
         const reason = err ? describeError(err) : 'the peer destroyed the stream';
         t.publish(this.peerQueue, EMPTY, resetOptions(reason));

@@ -26,6 +26,7 @@ function consume(stream: Readable, onChunk: (b: Buffer) => void): Promise<void> 
     stream.on('data', onChunk);
     stream.once('end', resolve);
     stream.once('error', reject);
+    stream.resume(); // a 'data' listener alone does not resume an explicitly paused stream
   });
 }
 
@@ -94,4 +95,12 @@ export async function brokerView(connectionName: string): Promise<BrokerView> {
 export async function queueExists(name: string): Promise<boolean> {
   type Q = { name: string };
   return (await rabbitmqctl<Q>(['list_queues', 'name'])).some((q) => q.name === name);
+}
+
+/** Messages in a queue, ready or delivered and not yet acknowledged (via rabbitmqctl). */
+export async function queueMessages(name: string): Promise<number> {
+  type Q = { name: string; messages: number };
+  const q = (await rabbitmqctl<Q>(['list_queues', 'name', 'messages'])).find((x) => x.name === name);
+  if (!q) throw new Error(`the broker lists no queue named ${name}`);
+  return q.messages;
 }
