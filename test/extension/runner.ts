@@ -15,6 +15,7 @@
  * Mocha's own "N passing / N failing" lines are printed as they come.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -38,15 +39,21 @@ const say = (...a: unknown[]): void => console.log(`[runner ${((Date.now() - t0)
 export interface Session {
   name: string;
   trusted: boolean;
-  /** 'suite': mocha in the extension host; 'ui': Playwright drives the page as a user (test/extension/ui.ts). */
-  kind: 'suite' | 'ui';
+  /**
+   * 'suite': mocha in the extension host; 'ui': Playwright drives the page as
+   * a user (test/extension/ui.ts); 'vsix': the same UI test against
+   * dist/amqp-tunnel.vsix installed into the server (not in development mode).
+   */
+  kind: 'suite' | 'ui' | 'vsix';
 }
 
 const SESSIONS: Session[] = [
   { name: 'workspace', trusted: true, kind: 'suite' },
   { name: 'untrusted-workspace', trusted: false, kind: 'suite' },
   { name: 'ui-workspace', trusted: true, kind: 'ui' },
+  { name: 'vsix-workspace', trusted: true, kind: 'vsix' },
 ];
+const vsix = path.join(root, 'dist', 'amqp-tunnel.vsix');
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -71,7 +78,7 @@ async function makeWorkspace(runDir: string, s: Session): Promise<string> {
     'workbench.tips.enabled': false,
     'chat.disableAIFeatures': true,
     'workbench.secondarySideBar.defaultVisibility': 'hidden',
-    ...(s.kind === 'ui'
+    ...(s.kind !== 'suite'
       ? { 'amqpTunnel.brokers': [{ name: 'local', url: 'amqp://127.0.0.1:5672' }] }
       : {
           'amqpTunnel.brokers': [{ name: 'kept-broker', url: 'amqp://127.0.0.1:5672' }],
@@ -134,6 +141,17 @@ export interface VsCode {
 export async function openVsCode(runDir: string, s: Session, folder: string, withSuite: boolean): Promise<VsCode> {
   const data = path.join(runDir, `${s.name}-data`);
   fs.mkdirSync(path.join(data, 'tmp'), { recursive: true });
+  const dirs = ['--user-data-dir', path.join(data, 'user-data'), '--server-data-dir', path.join(data, 'server-data'), '--extensions-dir', path.join(data, 'extensions')];
+  if (s.kind === 'vsix') {
+    // Install the packaged extension the way a user would, with the server's own CLI.
+    const install = spawn(node24, [serverMain, '--accept-server-license-terms', ...dirs, '--install-extension', vsix], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    install.stdout!.on('data', (c: Buffer) => (text += c));
+    install.stderr!.on('data', (c: Buffer) => (text += c));
+    const [code] = (await once(install, 'exit')) as [number];
+    if (code !== 0 || !/successfully installed/.test(text)) throw new Error(`installing ${path.relative(root, vsix)} failed (${code}): ${text.trim()}`);
+    say(`session ${s.name}: ${text.trim().split('\n').pop()}`);
+  }
   const port = await freePort();
   const env = {
     ...process.env,
@@ -150,9 +168,7 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
     '--accept-server-license-terms',
     '--enable-smoke-test-driver',
     '--disable-telemetry',
-    '--user-data-dir', path.join(data, 'user-data'),
-    '--server-data-dir', path.join(data, 'server-data'),
-    '--extensions-dir', path.join(data, 'extensions'),
+    ...dirs,
     ...(s.trusted ? ['--disable-workspace-trust'] : []),
   ];
   const server = spawn(node24, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -199,7 +215,10 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
     });
     if (process.env.VERBOSE) page.on('console', (m) => console.log('[browser]', m.type(), m.text().slice(0, 400)));
     const remote = (p: string): string => `vscode-remote://127.0.0.1:${port}${p}`;
-    const payload = [['extensionDevelopmentPath', remote(root)], ...(withSuite ? [['extensionTestsPath', remote(suite)]] : [])];
+    const payload = [
+      ...(s.kind === 'vsix' ? [] : [['extensionDevelopmentPath', remote(root)]]),
+      ...(withSuite ? [['extensionTestsPath', remote(suite)]] : []),
+    ];
     await page.goto(`${base}/?folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
     return { page, data, exit, close };
   } catch (err) {
@@ -236,8 +255,9 @@ async function runUiSession(runDir: string, s: Session): Promise<number> {
   const folder = await makeWorkspace(runDir, s);
   let vs: VsCode | undefined;
   try {
+    if (s.kind === 'vsix' && !fs.existsSync(vsix)) throw new Error(`${path.relative(root, vsix)} is missing: run npm run package first`);
     vs = await openVsCode(runDir, s, folder, false);
-    return await uiTest(vs, outputDir, say);
+    return await uiTest(vs, outputDir, say, s.kind === 'vsix' ? 'the packaged .vsix, installed,' : 'the extension');
   } catch (err) {
     say(`session ${s.name}: ${(err as Error).stack ?? String(err)}`);
     console.log('  1 failing');
@@ -277,7 +297,7 @@ async function main(): Promise<number> {
   let status = 0;
   for (const s of SESSIONS.filter((x) => !only || only.includes(x.name))) {
     let code: number;
-    if (s.kind === 'ui') {
+    if (s.kind === 'ui' || s.kind === 'vsix') {
       if (runner === 'electron') continue; // the UI test drives the browser page of the server runner
       code = await runUiSession(runDir, s);
     } else {

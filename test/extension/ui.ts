@@ -68,7 +68,7 @@ async function expectMessage(page: Page, text: string): Promise<void> {
   await page.locator('.quick-input-widget .quick-input-message', { hasText: text }).waitFor({ state: 'visible', timeout: STEP_MS });
 }
 
-export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[]) => void): Promise<number> {
+export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[]) => void, what: string): Promise<number> {
   const { page } = vs;
   const echo = await echoServer();
   const echoPort = (echo.address() as net.AddressInfo).port;
@@ -79,7 +79,7 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     passed.push(name);
     console.log(`    ✔ ${name}`);
   };
-  console.log('\n  the extension as a user drives it (Playwright)');
+  console.log(`\n  ${what} as a user drives it (Playwright)`);
   try {
     await page.locator('.monaco-workbench .part.statusbar').waitFor({ state: 'visible', timeout: STEP_MS });
 
@@ -132,6 +132,17 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await page.locator('.part.statusbar', { hasText: '2/2 tunnels ready' }).waitFor({ timeout: STEP_MS });
     });
 
+    await check('Open in Browser opens the forwarded address in a new browser tab', async () => {
+      const popup = page.context().waitForEvent('page', { timeout: STEP_MS });
+      await runCommand(page, 'AMQP Tunnel: Open in Browser');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: `forward ${queue}` }).first().click({ timeout: STEP_MS });
+      const tab = await popup;
+      const url = tab.url();
+      await tab.close();
+      // In a remote window the address goes through asExternalUri: the server's port proxy (/proxy/PORT/) here.
+      if (!url.includes(`:${localPort}/`) && !url.includes(`/proxy/${localPort}/`)) throw new Error(`opened ${url}, not the forwarded port ${localPort}`);
+    });
+
     // A picture for people: the view with both tunnels, the tooltip of the forward open.
     fs.mkdirSync(outputDir, { recursive: true });
     await page.locator('.notifications-toasts .codicon-notifications-clear-all').click({ timeout: 1000 }).catch(() => undefined);
@@ -147,18 +158,18 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     }
     await page.locator('.part.sidebar .monaco-list-row', { hasText: `→ ${queue}` }).hover();
     await page.locator('.monaco-hover', { hasText: 'Forward' }).waitFor({ timeout: 5000 }).catch(() => undefined);
-    const shot = path.join(outputDir, 'ui-tunnels.png');
+    const shot = path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-tunnels.png`);
     await page.screenshot({ path: shot });
     say(`screenshot: ${path.relative(process.cwd(), shot)}`);
-    if (process.env.UPDATE_SCREENSHOT) fs.copyFileSync(shot, path.join(__dirname, '..', '..', 'media', 'screenshot.png'));
+    if (process.env.UPDATE_SCREENSHOT && !vs.data.includes('vsix')) fs.copyFileSync(shot, path.join(__dirname, '..', '..', 'media', 'screenshot.png'));
     console.log(`\n  ${passed.length} passing`);
     return 0;
   } catch (err) {
     fs.mkdirSync(outputDir, { recursive: true });
-    await page.screenshot({ path: path.join(outputDir, 'ui-failure.png') }).catch(() => undefined);
+    await page.screenshot({ path: path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-failure.png`) }).catch(() => undefined);
     console.log(`    1) ${(err as Error).message.split('\n')[0]}`);
     console.log(`\n  ${passed.length} passing\n  1 failing`);
-    say(`UI test failed; screenshot in .test-output/extension/ui-failure.png; server logs in ${vs.data}`);
+    say(`UI test failed; screenshot in .test-output/extension/; server logs in ${vs.data}`);
     return 1;
   } finally {
     echo.close();
