@@ -3,14 +3,15 @@
 # Debian's Chromium, libkrb5-dev (a native addon of code-server), Node 24
 # from npm (only for code-server), and code-server (whose VS Code server the
 # tests run in). Every version is pinned; running it again does nothing when
-# everything is in place. Installs under $VSCODE_TEST_DIR (default
-# .vscode-test/ in the repo); see test/extension/runner.js.
+# everything is in place. Installs under $VSCODE_TEST_DIR (default: a cache
+# folder outside the clone, so fresh clones on one machine share it; about
+# 650 MB); see test/extension/runner.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE24_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
-DIR="${VSCODE_TEST_DIR:-$PWD/.vscode-test}"
+DIR="${VSCODE_TEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/amqp-tunnel-vscode-test}"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 

