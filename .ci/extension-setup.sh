@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 NODE24_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
-DIR="${VSCODE_TEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/amqp-tunnel-vscode-test}"
+DIR="${VSCODE_TEST_DIR:-${XDG_CACHE_HOME:-${HOME:-$(cd ~ && pwd)}/.cache}/amqp-tunnel-vscode-test}"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 
