@@ -33,8 +33,12 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const s: Services = { brokers, manager, kept, log, tree };
   context.subscriptions.push(log, manager, tree, statusBar, view);
   registerCommands(context, s);
+  let hasTunnels: boolean | undefined;
   context.subscriptions.push(
-    manager.onDidChange(() => void vscode.commands.executeCommand('setContext', CONTEXT.hasTunnels, manager.list().length > 0)),
+    manager.onDidChange(() => {
+      const now = manager.list().length > 0;
+      if (now !== hasTunnels) void vscode.commands.executeCommand('setContext', CONTEXT.hasTunnels, (hasTunnels = now));
+    }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration(`${CONFIG_SECTION}.${SETTINGS.tunnels}`)) tree.refresh();
     }),

@@ -82,8 +82,9 @@ async function makeWorkspace(runDir: string, s: Session): Promise<string> {
     'workbench.tips.enabled': false,
     'chat.disableAIFeatures': true,
     'workbench.secondarySideBar.defaultVisibility': 'hidden',
+    // UI sessions start with no broker: the first Publish offers to add one.
     ...(s.kind !== 'suite'
-      ? { 'amqpTunnel.brokers': [{ name: 'local', url: 'amqp://127.0.0.1:5672' }] }
+      ? {}
       : {
           'amqpTunnel.brokers': [{ name: 'kept-broker', url: 'amqp://127.0.0.1:5672' }],
           'amqpTunnel.tunnels': [

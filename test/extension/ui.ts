@@ -1,8 +1,9 @@
 /**
  * The UI test: Playwright drives the VS Code page as a user would. Open the
- * AMQP Tunnel view, run "Publish port over AMQP" and "Forward port over AMQP"
- * from the command palette, answer the prompts (seeing bad input explained
- * while typing), and see both tunnels in the view as ready; then data goes
+ * AMQP Tunnel view, run "Publish port over AMQP" (with no broker configured
+ * yet, so it offers to add one) and "Forward port over AMQP" from the
+ * command palette, answer the prompts (seeing bad input explained while
+ * typing), and see both tunnels in the view as ready; then data goes
  * from a TCP client through the forwarded port to an echo server. Saves a
  * screenshot to .test-output/extension/ (and to media/screenshot.png with
  * UPDATE_SCREENSHOT=1). Prints mocha-style lines, so CI counts them.
@@ -88,8 +89,23 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await page.locator('.part.sidebar', { hasText: 'No tunnels yet' }).waitFor({ state: 'visible', timeout: STEP_MS });
     });
 
-    await check('Publish port over AMQP from the palette explains bad input as it is typed and publishes the port', async () => {
+    await check('Publish port over AMQP with no broker configured offers to add one first (localhost by default)', async () => {
       await runCommand(page, 'AMQP Tunnel: Publish port over AMQP');
+      const url = await inputBox(page, 'Broker URL');
+      if ((await url.inputValue()) !== 'amqp://localhost:5672') throw new Error(`the default broker URL is '${await url.inputValue()}'`);
+      await url.fill('http://127.0.0.1:5672');
+      await expectMessage(page, 'amqp://');
+      await url.fill('amqp://127.0.0.1:5672');
+      await url.press('Enter');
+      const name = await inputBox(page, 'A name for this broker');
+      if ((await name.inputValue()) !== 'local') throw new Error(`the suggested broker name is '${await name.inputValue()}'`);
+      await name.press('Enter');
+      const password = await inputBox(page, "Password for 'local'");
+      if ((await password.getAttribute('type')) !== 'password') throw new Error('the password box shows what is typed');
+      await password.press('Enter');
+    });
+
+    await check('Publish port over AMQP then explains bad input as it is typed and publishes the port', async () => {
       const target = await inputBox(page, 'The local port to publish');
       await target.fill('70000');
       await expectMessage(page, 'out of range');
@@ -141,6 +157,13 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await tab.close();
       // In a remote window the address goes through asExternalUri: the server's port proxy (/proxy/PORT/) here.
       if (!url.includes(`:${localPort}/`) && !url.includes(`/proxy/${localPort}/`)) throw new Error(`opened ${url}, not the forwarded port ${localPort}`);
+    });
+
+    await check('Show Log opens the AMQP Tunnel output with the tunnels\' connection events', async () => {
+      await runCommand(page, 'AMQP Tunnel: Show Log');
+      const panel = page.locator('.part.panel');
+      await panel.locator('.view-lines', { hasText: `tunnel forward ${queue} > conn #1 open` }).first().waitFor({ timeout: STEP_MS });
+      await runCommand(page, 'View: Hide Panel').catch(() => page.keyboard.press('Escape'));
     });
 
     // A picture for people: the view with both tunnels, the tooltip of the forward open.
