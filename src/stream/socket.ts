@@ -386,6 +386,16 @@ export class StreamSocket extends Duplex {
       setTimeout(() => this._peerVanished(probedAt), VANISH_GRACE_MS).unref();
       return;
     }
+    if (msg.content.length === 0) {
+      // Our end (or reset) came back: no data was lost. A v1 peer that closed
+      // in order deletes its queue right after sending its own end, which is
+      // on its way to us; a peer that died sends nothing more.
+      if (!this.eofReceived) {
+        const returnedAt = Date.now();
+        setTimeout(() => this._peerVanished(returnedAt), VANISH_GRACE_MS).unref();
+      }
+      return;
+    }
     const t = this.transport!;
     this.peerGone = this.eofReceived
       ? new TunnelError('EPIPE', `the peer closed the stream on '${this.serverQueue}'; cannot write after its end`)
@@ -403,6 +413,8 @@ export class StreamSocket extends Duplex {
    */
   _probeTarget(now: number, idleMs: number): string | undefined {
     if (this.state !== 'open' || this.destroyed || this.eofReceived || this.peerGone || !this.peerQueue) return undefined;
+    // A v1 peer deletes its queue once it has our end: a probe would misread that.
+    if (this.eofSent && this.protocolVersion < 2) return undefined;
     if (this.heldAcks.length > 0 || this.readableLength > 0) return undefined;
     return now - this.lastHeard >= idleMs ? this.peerQueue : undefined;
   }

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as amqp from 'amqplib';
 import { connect, dial, listen, type Connection, type StreamServer, type StreamSocket } from '../../src/stream';
-import { v1Listen, type V1Stream } from './v1peer';
+import { v1Dial, v1Listen, type V1Stream } from './v1peer';
 import { AMQP_URL, brokerView, countEvents, digestAll, errorOf, queueExists, queueMessages, readAll, uniqueQueue } from './support';
 
 describe('stream library (real broker)', function () {
@@ -331,6 +331,98 @@ describe('stream library (real broker)', function () {
     assert.equal(streams[0]!.data.subarray(0, frames.length).toString(), frames);
     sock.destroy();
     await streams[0]!.close();
+  });
+
+  describe('v1 interop with a raw amqplib peer that follows seed-protocol.md', () => {
+    const noV2Headers = (msgs: amqp.ConsumeMessage[]): string[] =>
+      msgs.flatMap((m) => Object.keys(m.properties.headers ?? {})).filter((h) => h.startsWith('x-amqp-stream'));
+    async function rawConnection(): Promise<amqp.ChannelModel> {
+      const raw = await amqp.connect(AMQP_URL);
+      cleanups.push(() => raw.close().catch(() => undefined));
+      return raw;
+    }
+
+    it('our client talks to a v1 listener both ways, including EOF, and sends it nothing but v1', async function () {
+      this.timeout(30_000);
+      const q = uniqueQueue('v1-listener');
+      const streams: V1Stream[] = [];
+      const listener = await v1Listen(await rawConnection(), q, (s) => streams.push(s));
+      cleanups.push(() => listener.close());
+      const sock = conn.connect(q, { allowHalfOpen: true });
+      const events = countEvents(sock, ['end', 'finish', 'close', 'error']);
+      await once(sock, 'connect');
+      assert.equal(sock.protocolVersion, 1);
+      const got = readAll(sock);
+      sock.write('question');
+      await waitFor(async () => streams.length === 1 && streams[0]!.data.toString() === 'question');
+      const peer = streams[0]!;
+      // Quiet for longer than the liveness interval: the v1 peer must not be reset by a probe.
+      await new Promise((r) => setTimeout(r, 1500));
+      peer.write('ans');
+      peer.write('wer');
+      await peer.end(); // v1 close: an empty body, then its outgoing channel closes
+      assert.equal((await got).toString(), 'answer');
+      sock.end();
+      await peer.ended;
+      if (!sock.destroyed) await once(sock, 'close');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(events, { end: 1, finish: 1, close: 1, error: 0 });
+      assert.deepEqual(noV2Headers(peer.raw), [], 'a v1 peer gets no v2 messages');
+      assert.deepEqual(
+        peer.raw.map((m) => m.content.toString()),
+        ['question', ''],
+        'data, then one empty-body EOF',
+      );
+    });
+
+    it('a v1 client talks to our server both ways, including EOF', async function () {
+      this.timeout(30_000);
+      const q = uniqueQueue('v1-client');
+      const { next } = await serveOne(
+        q,
+        (s) => {
+          void readAll(s).then(async (b) => {
+            await new Promise((r) => setTimeout(r, 1200)); // longer than the liveness interval
+            s.write(b.toString().toUpperCase());
+            s.end('!');
+          });
+        },
+        { allowHalfOpen: true },
+      );
+      const peer = await v1Dial(await rawConnection(), q);
+      const serverSide = await next;
+      const events = countEvents(serverSide, ['end', 'finish', 'close', 'error']);
+      assert.equal(serverSide.protocolVersion, 1);
+      peer.write('hello ');
+      peer.write('v1');
+      await peer.end();
+      await peer.ended;
+      assert.equal(peer.data.toString(), 'HELLO V1!');
+      if (!serverSide.destroyed) await once(serverSide, 'close');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(events, { end: 1, finish: 1, close: 1, error: 0 });
+      assert.deepEqual(noV2Headers(peer.raw), []);
+      await peer.close();
+    });
+
+    it('a v1 peer that dies is noticed within 2 s by an idle stream, without sending it anything', async function () {
+      this.timeout(30_000);
+      const q = uniqueQueue('v1-dies');
+      const raw = await amqp.connect(AMQP_URL);
+      const streams: V1Stream[] = [];
+      await v1Listen(raw, q, (s) => streams.push(s));
+      const sock = conn.connect(q);
+      await once(sock, 'connect');
+      sock.resume();
+      await waitFor(async () => streams.length === 1);
+      const failed = errorOf(sock);
+      const closedAt = Date.now();
+      await raw.close(); // the peer's connection is gone, as when its process is killed
+      const err = await failed;
+      assert.equal(err.code, 'ECONNRESET');
+      assert.ok(Date.now() - closedAt <= 2000, `noticed after ${Date.now() - closedAt} ms`);
+      assert.deepEqual(streams[0]!.raw, [], 'no probe message reached the v1 peer');
+    });
   });
 
   it('leaves nothing behind on the broker or in the process after 2,000 open/close cycles', async function () {

@@ -23,9 +23,16 @@ export function uniqueQueue(label: string): string {
  */
 function consume(stream: Readable, onChunk: (b: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
+    let ended = false;
     stream.on('data', onChunk);
-    stream.once('end', resolve);
+    stream.once('end', () => {
+      ended = true;
+      resolve();
+    });
     stream.once('error', reject);
+    stream.once('close', () => {
+      if (!ended) reject(Object.assign(new Error('closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
     stream.resume(); // a 'data' listener alone does not resume an explicitly paused stream
   });
 }

@@ -1,0 +1,76 @@
+import * as assert from 'node:assert/strict';
+import { MessagePacker } from '../../src/stream/packer';
+import {
+  PING_HEADER,
+  RESET_HEADER,
+  VERSION_HEADER,
+  classify,
+  connectionRequestProblem,
+  negotiate,
+  peerVersion,
+  pingOptions,
+  resetOptions,
+} from '../../src/stream/protocol';
+
+const msg = (body: string, headers?: Record<string, unknown>) => ({ content: Buffer.from(body), properties: { headers } });
+
+describe('message packer (coalescing and splitting)', () => {
+  it('gathers small writes into one message on flush', () => {
+    const p = new MessagePacker(1000);
+    for (let i = 0; i < 100; i++) assert.deepEqual(p.add(Buffer.from('ab')), []);
+    assert.equal(p.pending, 200);
+    assert.equal(p.flush()!.toString(), 'ab'.repeat(100));
+    assert.equal(p.flush(), undefined);
+  });
+
+  it('splits a large write into full messages and keeps the remainder', () => {
+    const p = new MessagePacker(1000);
+    const out = p.add(Buffer.alloc(2500, 1));
+    assert.deepEqual(out.map((b) => b.length), [1000, 1000]);
+    assert.equal(p.flush()!.length, 500);
+  });
+
+  it('fills a partly filled message before starting the next, keeping byte order', () => {
+    const p = new MessagePacker(4);
+    assert.deepEqual(p.add(Buffer.from('ab')), []);
+    const out = p.add(Buffer.from('cdefghij'));
+    assert.deepEqual(out.map(String), ['abcd', 'efgh']);
+    assert.equal(p.flush()!.toString(), 'ij');
+  });
+
+  it('refuses a size that is not a positive integer', () => {
+    assert.throws(() => new MessagePacker(0), RangeError);
+  });
+});
+
+describe('wire protocol vocabulary', () => {
+  it('reads v1 messages as data or EOF and ignores v2 headers from a v1 peer', () => {
+    assert.deepEqual(classify(msg('x'), 1), { kind: 'data', body: Buffer.from('x') });
+    assert.deepEqual(classify(msg(''), 1), { kind: 'eof' });
+    assert.deepEqual(classify(msg('', { [RESET_HEADER]: 'boom' }), 1), { kind: 'eof' });
+  });
+
+  it('reads v2 resets and pings', () => {
+    assert.deepEqual(classify(msg('', { [RESET_HEADER]: Buffer.from('target refused') }), 2), { kind: 'reset', reason: 'target refused' });
+    assert.deepEqual(classify(msg('', pingOptions().headers), 2), { kind: 'ping' });
+    assert.deepEqual(classify(msg(''), 2), { kind: 'eof' });
+    assert.ok(PING_HEADER in pingOptions().headers!);
+    assert.equal(resetOptions('x'.repeat(500)).headers![RESET_HEADER].length, 200, 'reasons are bounded');
+  });
+
+  it('negotiates the lower version, treating a silent peer as v1', () => {
+    assert.equal(peerVersion(undefined), 1);
+    assert.equal(peerVersion({ [VERSION_HEADER]: 2 }), 2);
+    assert.equal(peerVersion({ [VERSION_HEADER]: '7' }), 7);
+    assert.equal(peerVersion({ [VERSION_HEADER]: 'junk' }), 1);
+    assert.equal(negotiate(7), 2);
+    assert.equal(negotiate(1), 1);
+  });
+
+  it('accepts only empty-body connection requests with a reply-to', () => {
+    assert.equal(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: 'amq.gen-x' } }), undefined);
+    assert.match(connectionRequestProblem({ content: Buffer.from('hi'), properties: { replyTo: 'q' } })!, /2-byte body/);
+    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: {} })!, /no reply-to/);
+    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: '' } })!, /no reply-to/);
+  });
+});
