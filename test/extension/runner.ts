@@ -218,7 +218,14 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
       });
       void page.exposeFunction('codeAutomationExit', (code: number) => resolve(code));
     });
-    if (process.env.VERBOSE) page.on('console', (m) => console.log('[browser]', m.type(), m.text().slice(0, 400)));
+    if (process.env.VERBOSE) {
+      page.on('console', (m) => {
+        if (m.type() !== 'error') return console.log('[browser]', m.type(), m.text().slice(0, 400));
+        void Promise.all(m.args().map((a) => a.evaluate((v: unknown) => (v instanceof Error ? `${v.stack}` : String(v))).catch(() => '?'))).then((parts) =>
+          console.log('[browser] error', parts.join(' ').slice(0, 3000)),
+        );
+      });
+    }
     const remote = (p: string): string => `vscode-remote://127.0.0.1:${port}${p}`;
     const payload = [
       ...(s.kind === 'vsix' ? [] : [['extensionDevelopmentPath', remote(root)]]),

@@ -185,11 +185,43 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     await page.screenshot({ path: shot });
     say(`screenshot: ${path.relative(process.cwd(), shot)}`);
     if (process.env.UPDATE_SCREENSHOT && !vs.data.includes('vsix')) fs.copyFileSync(shot, path.join(__dirname, '..', '..', 'media', 'screenshot.png'));
+    await check('a refused login is one notification with the cause and a Set Broker Password action that fixes it', async () => {
+      await runCommand(page, 'AMQP Tunnel: Set Broker Password');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'local' }).first().click({ timeout: STEP_MS });
+      const pw = await inputBox(page, "Password for 'local'");
+      await pw.fill('not-the-password');
+      await pw.press('Enter');
+      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `127.0.0.1:${localPort} → ${queue}` });
+      await row.hover();
+      await row.locator('.action-label[aria-label="Stop Tunnel"]').click({ timeout: STEP_MS });
+      await row.filter({ hasText: 'forward · stopped' }).waitFor({ timeout: STEP_MS });
+      await row.hover();
+      await row.locator('.action-label[aria-label="Restart Tunnel"]').click({ timeout: STEP_MS });
+      await row.filter({ hasText: 'forward · failed' }).waitFor({ timeout: STEP_MS });
+      await runCommand(page, 'Notifications: Show Notifications');
+      const toast = page.locator('.notifications-center .notification-list-item', { hasText: `Could not start forward ${queue}` });
+      await toast.waitFor({ timeout: 10_000 });
+      const text = await toast.innerText();
+      if (/\n\s+at /.test(text) || text.includes('not-the-password')) throw new Error(`the notification shows a stack trace or the password: ${text}`);
+      await row.filter({ hasText: 'forward · failed' }).waitFor({ timeout: STEP_MS });
+      await toast.getByRole('button', { name: 'Set Broker Password' }).click({ timeout: STEP_MS });
+      const again = await inputBox(page, "Password for 'local'");
+      await again.fill('guest');
+      await again.press('Enter');
+      await row.hover();
+      await row.locator('.action-label[aria-label="Restart Tunnel"]').click({ timeout: STEP_MS });
+      await row.filter({ hasText: 'forward · ready' }).waitFor({ timeout: STEP_MS });
+      const got = await roundTrip(localPort, 'after the fix');
+      if (got !== 'after the fix') throw new Error(`echoed '${got}'`);
+    });
+
     console.log(`\n  ${passed.length} passing`);
     return 0;
   } catch (err) {
     fs.mkdirSync(outputDir, { recursive: true });
     await page.screenshot({ path: path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-failure.png`) }).catch(() => undefined);
+    const toasts = await page.locator('.notifications-toasts').innerText({ timeout: 2000 }).catch(() => '');
+    if (toasts.trim()) say(`notifications on screen: ${toasts.replace(/\s+/g, ' ')}`);
     console.log(`    1) ${(err as Error).message.split('\n')[0]}`);
     console.log(`\n  ${passed.length} passing\n  1 failing`);
     say(`UI test failed; screenshot in .test-output/extension/; server logs in ${vs.data}`);
