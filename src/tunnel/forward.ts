@@ -16,6 +16,7 @@ import { TunnelError, describeError } from '../common/errors';
 import { formatHostPort, parseBind, type HostPort } from './spec';
 import { Tunnel, type TunnelOptions } from './tunnel';
 import type { BrokerLink } from './transport';
+import { resetSocket } from './pipe';
 
 export interface ForwardOptions extends TunnelOptions {
   /** Where to listen: "[host:]port" (host defaults to 127.0.0.1, port 0 picks a free one) or a parsed address. */
@@ -91,7 +92,7 @@ export class ForwardTunnel extends Tunnel {
     const why = this.state === 'reconnecting' ? 'the tunnel is reconnecting to the broker' : `the tunnel is ${this.state}`;
     this.connLog().warn(`refused local connection from ${peer}: ${why}`);
     tcp.on('error', () => undefined);
-    tcp.resetAndDestroy();
+    resetSocket(tcp);
     return undefined;
   }
 
@@ -104,7 +105,7 @@ export class ForwardTunnel extends Tunnel {
       this.recordError(err as Error);
       this.connLog().warn(`could not open a stream: ${describeError(err)}`);
       tcp.on('error', () => undefined);
-      tcp.resetAndDestroy();
+      resetSocket(tcp);
       return;
     }
     stream.once('error', (err: Error) => this.recordError(err));

@@ -42,6 +42,20 @@ export interface Pipe {
   abort(err: Error): void;
 }
 
+/**
+ * Close `socket` with a TCP RST. While its FIN is still being sent (end()
+ * called, shutdown pending) it is destroyed instead: libuv cannot reset a
+ * socket with a pending shutdown, and Node then never releases the handle,
+ * so the process would never exit.
+ */
+export function resetSocket(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  const shutdownPending = socket.writableEnded && !socket.writableFinished;
+  const hasHandle = Boolean((socket as { _handle?: unknown })._handle);
+  if (!shutdownPending && !socket.connecting && hasHandle) socket.resetAndDestroy();
+  else socket.destroy();
+}
+
 /** Start copying between `tcp` and `stream`. */
 export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
   const startedAt = Date.now();
@@ -55,11 +69,7 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
   let resolveDone!: (r: PipeResult) => void;
   const done = new Promise<PipeResult>((resolve) => (resolveDone = resolve));
 
-  const resetTcp = (): void => {
-    if (tcp.destroyed) return;
-    if (typeof tcp.resetAndDestroy === 'function' && (tcp as { _handle?: unknown })._handle) tcp.resetAndDestroy();
-    else tcp.destroy();
-  };
+  const resetTcp = (): void => resetSocket(tcp);
   const resetStream = (err: Error): void => {
     if (!stream.destroyed) stream.destroy(err);
   };

@@ -10,6 +10,7 @@
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
+import { resetSocket } from '../../src/tunnel/pipe';
 
 type Mode = 'open' | 'cut' | 'stalled';
 
@@ -99,8 +100,4 @@ export class FaultProxy {
   }
 }
 
-function reset(s: net.Socket): void {
-  if (s.destroyed) return;
-  if (s.connecting) s.destroy();
-  else s.resetAndDestroy();
-}
+const reset = resetSocket;

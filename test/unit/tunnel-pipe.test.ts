@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import { Duplex } from 'node:stream';
 import { TunnelError } from '../../src/common/errors';
-import { pipe } from '../../src/tunnel/pipe';
+import { pipe, resetSocket } from '../../src/tunnel/pipe';
 
 /** One end of an in-memory stream pair that behaves like a StreamSocket: half-close, reset on abort. */
 class MemEnd extends Duplex {
@@ -203,5 +203,41 @@ describe('pipe between a TCP socket and a stream', () => {
     const r = await p.done;
     assert.equal(r.tcpToStream, 64 * 64 * 1024);
     assert.equal(received, 64 * 64 * 1024);
+  });
+});
+
+describe('resetSocket', () => {
+  async function connectedPair(): Promise<{ client: net.Socket; accepted: net.Socket; close(): void }> {
+    const server = net.createServer({ allowHalfOpen: true });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const [accepted] = (await once(server, 'connection')) as [net.Socket];
+    await once(client, 'connect');
+    client.on('error', () => undefined);
+    accepted.on('error', () => undefined);
+    return { client, accepted, close: () => server.close() };
+  }
+
+  it('sends an RST: the peer sees ECONNRESET, not a clean end', async () => {
+    const { client, accepted, close } = await connectedPair();
+    const failed = once(client, 'error').catch((e: unknown) => e);
+    client.resume();
+    resetSocket(accepted);
+    const [err] = (await failed) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNRESET');
+    close();
+  });
+
+  it('still closes a socket whose FIN is being sent (a raw reset there would never release the handle)', async () => {
+    const { client, accepted, close } = await connectedPair();
+    client.resume();
+    accepted.end();
+    const closed = once(accepted, 'close');
+    resetSocket(accepted);
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('the socket never closed')), 2000).unref());
+    await Promise.race([closed, timeout]);
+    client.destroy();
+    close();
   });
 });
