@@ -163,6 +163,25 @@ async function smallWrites(coalesce: boolean): Promise<number> {
   return took;
 }
 
+/** 10,000 frames as 10,000 messages with raw amqplib: what a stream without coalescing would cost. */
+async function rawSmallMessages(): Promise<number> {
+  const c = await amqp.connect(URL_);
+  const ch = await c.createChannel();
+  const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+  let got = 0;
+  const all = new Promise<void>((resolve) => {
+    void ch.consume(queue, () => {
+      if (++got === 10_000) resolve();
+    }, { noAck: true });
+  });
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < 10_000; i++) ch.sendToQueue(queue, Buffer.from(`{"id":${i},"m":"step"}`.padEnd(20)));
+  await all;
+  const took = ms(t);
+  await c.close();
+  return took;
+}
+
 async function idleMemory(): Promise<number> {
   const conn = await connect(URL_);
   const name = q('mem');
@@ -201,6 +220,8 @@ async function main(): Promise<void> {
   const many = await smallWrites(true);
   rows.push(['10,000 x 20-byte frames as one write (baseline)', `${one.toFixed(1)} ms`, '1.00']);
   rows.push(['10,000 x 20-byte frames as separate writes', `${many.toFixed(1)} ms`, (many / one).toFixed(2)]);
+  const rawSmall = await rawSmallMessages();
+  rows.push(['10,000 x 20-byte frames as raw amqplib messages', `${rawSmall.toFixed(1)} ms`, (rawSmall / one).toFixed(2)]);
   const mem = await idleMemory();
   rows.push(['heap per idle stream end (200 streams)', `${(mem / 1024).toFixed(1)} KiB`, '-']);
   const w = Math.max(...rows.map((r) => r[0].length));
