@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { forward, publish, type Tunnel } from '../../src/tunnel';
 import { TunnelError } from '../../src/common/errors';
 import type { Logger } from '../../src/common/logger';
+import { brokerView, uniqueQueue as uniqueName } from './support';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 let n = 0;
@@ -130,4 +131,84 @@ describe('publish and forward tunnels over a real broker', function () {
     assert.equal(fwd.state, 'stopped');
     c.destroy();
   });
+
+  it('leaves no sockets, queues, channels or listeners behind after 2,000 connect/close cycles, either side closing first', async function () {
+    this.timeout(300_000);
+    // The target answers "C..." by echoing until the client ends (client closes first)
+    // and "S" with "bye" and its own end at once (target closes first).
+    const open = new Set<net.Socket>();
+    const target = net.createServer({ allowHalfOpen: true }, (s) => {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => undefined);
+      s.once('data', (d: Buffer) => {
+        if (d.toString() === 'S') s.end('bye');
+        else {
+          s.write(d);
+          s.pipe(s);
+        }
+      });
+    });
+    target.listen(0, '127.0.0.1');
+    await once(target, 'listening');
+    cleanup.push(() => void target.close());
+    const queue = uniqueQueue();
+    const pubName = uniqueName('leak-pub');
+    const fwdName = uniqueName('leak-fwd');
+    const pub = track(publish({ target: String((target.address() as net.AddressInfo).port), queue, broker: BROKER, connectOptions: { connectionName: pubName } }));
+    await pub.ready;
+    const fwd = track(forward({ queue, bind: '0', broker: BROKER, connectOptions: { connectionName: fwdName } }));
+    await fwd.ready;
+    const port = fwd.address!.port;
+    const before = { pub: await brokerView(pubName), fwd: await brokerView(fwdName) };
+    const handlesBefore = activeHandles();
+
+    async function cycle(targetFirst: boolean): Promise<void> {
+      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      const ended = once(c, 'end');
+      if (targetFirst) {
+        c.write('S');
+        await ended;
+        assert.equal(got, 'bye');
+        c.end();
+      } else {
+        c.end('C-x');
+        await ended;
+        assert.equal(got, 'C-x');
+      }
+      if (!c.destroyed) await once(c, 'close');
+    }
+    for (let i = 0; i < 2000; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => cycle((i + j) % 2 === 1)));
+    }
+    await waitUntil(() => fwd.stats().activeConnections === 0 && pub.stats().activeConnections === 0 && open.size === 0);
+    assert.equal(fwd.stats().totalConnections, 2000);
+    assert.equal(pub.stats().totalConnections, 2000);
+    for (let tries = 0; ; tries++) {
+      const after = { pub: await brokerView(pubName), fwd: await brokerView(fwdName) };
+      try {
+        assert.deepEqual(after, before, 'queues, consumers and channels on the broker');
+        break;
+      } catch (err) {
+        if (tries >= 20) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    const handlesAfter = activeHandles();
+    assert.ok(handlesAfter <= handlesBefore, `open handles before ${handlesBefore}, after ${handlesAfter}`);
+  });
 });
+
+function activeHandles(): number {
+  return (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+}
+
+async function waitUntil(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met within ' + ms + ' ms');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
