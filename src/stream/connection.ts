@@ -11,6 +11,7 @@
  * channel it was made on.
  */
 import { EventEmitter } from 'node:events';
+import * as os from 'node:os';
 import type * as tls from 'node:tls';
 import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
@@ -41,7 +42,7 @@ export interface ConnectOptions {
   externalAuth?: boolean;
   /** AMQP heartbeat in seconds (default 10; 0 disables). */
   heartbeat?: number;
-  /** Name shown for this connection in the broker's management UI. */
+  /** Name shown for this connection in the broker's management UI (default "amqp-tunnel on HOST (pid N)"). */
   connectionName?: string;
   /** Milliseconds to wait for the broker's TCP/TLS connection (default 10000). */
   connectTimeout?: number;
@@ -116,6 +117,11 @@ const VANISH_GRACE_MS = 150;
 const NOT_FOUND = 404;
 const RESOURCE_LOCKED = 405;
 
+/** What the broker's UI shows for a connection by default: which machine and process holds it. */
+export function defaultConnectionName(): string {
+  return `amqp-tunnel on ${os.hostname()} (pid ${process.pid})`;
+}
+
 /**
  * Open a connection to the broker at `url` (an AMQP URL; a `server_queue`
  * parameter is ignored here). Rejects with a TunnelError that names the
@@ -128,7 +134,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   const socketOptions: Record<string, unknown> = {
     noDelay: true,
     timeout: options.connectTimeout ?? DEFAULTS.connectTimeout,
-    clientProperties: { connection_name: options.connectionName ?? 'amqp-tunnel' },
+    clientProperties: { connection_name: options.connectionName ?? defaultConnectionName() },
   };
   for (const k of ['ca', 'cert', 'key', 'passphrase', 'servername', 'minVersion', 'rejectUnauthorized'] as const) {
     if (options[k] !== undefined) socketOptions[k] = options[k];

@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
+import { brokerConnectionNames } from './support';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
@@ -306,6 +307,9 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
     await run.ready();
     const fport = await run.forwardPort();
     assert.equal(await (await fetch(`http://127.0.0.1:${fport}/`)).text(), 'from run');
+    // Both tunnels share one broker connection, named after the process.
+    const names = await brokerConnectionNames();
+    assert.equal(names.filter((x) => x.endsWith(`(pid ${run.proc.pid})`)).length, 1, names.join('\n'));
     assert.equal(await run.stop(), 0);
   });
 

@@ -111,3 +111,10 @@ export async function queueMessages(name: string): Promise<number> {
   if (!q) throw new Error(`the broker lists no queue named ${name}`);
   return q.messages;
 }
+
+/** The names of all connections the broker has open (via rabbitmqctl). */
+export async function brokerConnectionNames(): Promise<string[]> {
+  type Conn = { client_properties: Array<[string, string, unknown]> };
+  const conns = await rabbitmqctl<Conn>(['list_connections', 'client_properties']);
+  return conns.map((c) => String(c.client_properties.find(([k]) => k === 'connection_name')?.[2] ?? ''));
+}
