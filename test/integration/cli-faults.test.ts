@@ -6,81 +6,15 @@
  * the broker is back, and peers noticing a dead process within 2 s.
  */
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import { FaultProxy } from './faultproxy';
+import { Cli } from './clirunner';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const CLI = path.resolve(__dirname, '../../dist/cli.js');
 let n = 0;
 const uniqueQueue = (): string => `t-${process.pid}-${Date.now()}-${n++}`;
 const brokerPort = Number(new URL(BROKER).port || 5672);
-
-type Event = Record<string, unknown> & { event: string };
-
-/** A CLI process in --json mode whose events can be awaited. */
-class Cli {
-  readonly proc: ChildProcess;
-  readonly events: Event[] = [];
-  output = '';
-  readonly exited: Promise<number | null>;
-  private waiters: Array<() => void> = [];
-
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [CLI, ...args, '--json'], { env: { ...process.env, AMQP_URL: BROKER }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let partial = '';
-    this.proc.stdout!.on('data', (d: Buffer) => {
-      this.output += d.toString();
-      const lines = (partial + d.toString()).split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        try {
-          this.events.push(JSON.parse(line) as Event);
-        } catch {
-          // not JSON
-        }
-      }
-      this.notify();
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
-    void this.exited.then(() => this.notify());
-  }
-
-  private notify(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Wait for an event after index `from` matching `pred`. */
-  async waitFor(pred: (e: Event) => boolean, timeoutMs = 20_000, from = 0): Promise<Event> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events.slice(from).find(pred);
-      if (hit) return hit;
-      if (this.proc.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`no matching event (exit ${this.proc.exitCode}); output:\n${this.output}`);
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  state(state: string, from = 0, timeoutMs?: number): Promise<Event> {
-    return this.waitFor((e) => e.event === 'state' && e.state === state, timeoutMs, from);
-  }
-
-  async forwardPort(): Promise<number> {
-    const e = await this.waitFor((x) => x.event === 'state' && x.state === 'ready' && typeof x.address === 'string');
-    return Number(String(e.address).split(':').pop());
-  }
-}
 
 async function echoServer(): Promise<[net.Server, number, net.Socket[]]> {
   const accepted: net.Socket[] = [];
@@ -126,7 +60,7 @@ describe('amqp-tunnel under faults (processes, fault proxy, kill -9)', function 
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
   const cli = (args: string[]): Cli => {
-    const c = new Cli(args);
+    const c = new Cli([...args, '--json']);
     cleanup.push(async () => {
       if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
       await c.exited;

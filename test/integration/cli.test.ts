@@ -3,7 +3,7 @@
  * broker (AMQP_URL), real TCP on port 0. Run `npm run build` first.
  */
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -12,85 +12,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { brokerConnectionNames } from './support';
+import { CLI, Cli } from './clirunner';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const CLI = path.resolve(__dirname, '../../dist/cli.js');
 let n = 0;
 const uniqueQueue = (): string => `t-${process.pid}-${Date.now()}-${n++}`;
-
-type Event = Record<string, unknown> & { event: string };
-
-class Cli {
-  readonly proc: ChildProcess;
-  readonly events: Event[] = [];
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private waiters: Array<() => void> = [];
-
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, AMQP_URL: BROKER, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let partial = '';
-    this.proc.stdout!.on('data', (d: Buffer) => {
-      this.stdout += d.toString();
-      partial += d.toString();
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        try {
-          this.events.push(JSON.parse(line) as Event);
-        } catch {
-          // a human line
-        }
-      }
-      this.notify();
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => {
-      this.stderr += d.toString();
-      this.notify();
-    });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
-    void this.exited.then(() => this.notify());
-  }
-
-  private notify(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Wait until `pred` holds for an event (JSON mode), failing with the output on timeout or exit. */
-  async waitFor(pred: (e: Event) => boolean, timeoutMs = 15_000): Promise<Event> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events.find(pred);
-      if (hit) return hit;
-      if (this.proc.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`no matching event (exit ${this.proc.exitCode}); stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  async ready(): Promise<Event> {
-    return this.waitFor((e) => e.event === 'ready');
-  }
-
-  /** The forwarded local port, from the 'state' event of the forward tunnel. */
-  async forwardPort(): Promise<number> {
-    const e = await this.waitFor((x) => x.event === 'state' && x.state === 'ready' && typeof x.address === 'string');
-    return Number(String(e.address).split(':').pop());
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
-    return (await this.exited).code;
-  }
-}
 
 async function httpServer(handler: http.RequestListener): Promise<[http.Server, number]> {
   const server = http.createServer(handler);
