@@ -10,9 +10,13 @@
  * - small writes: 10,000 writes of 20 bytes (a debugger's frames) through a
  *   stream, vs the same bytes in one write.
  * - memory: heap growth while 200 streams are open and idle.
+ * - concurrency: BENCH_STREAMS (default 10,000) streams open at once on one
+ *   client connection, each echoing its own data, and the channels that
+ *   costs (the Go library needs two channels per stream and stops at ~1,023).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import * as amqp from 'amqplib';
 import { connect, type StreamSocket } from '../src/stream';
@@ -203,6 +207,58 @@ async function idleMemory(): Promise<number> {
   return per;
 }
 
+/** The channels the broker counts for the connection named `name` (rabbitmqctl), or NaN. */
+function brokerChannels(name: string): number {
+  try {
+    const rows = JSON.parse(execFileSync('rabbitmqctl', ['list_connections', 'name', 'channels', 'client_properties', '-q', '--formatter', 'json'], { encoding: 'utf8' })) as Array<{
+      channels: number;
+      client_properties: Array<[string, string, unknown]>;
+    }>;
+    return rows.find((r) => r.client_properties.some(([k, , v]) => k === 'connection_name' && v === name))?.channels ?? NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function concurrent(n: number): Promise<{ openMs: number; echoMs: number; channels: number }> {
+  const serverName = q('many-server');
+  const clientName = q('many-client');
+  const sc = await connect(URL_, { connectionName: serverName });
+  const cc = await connect(URL_, { connectionName: clientName });
+  const name = q('many');
+  const server = sc.listen(name, (s) => {
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  await once(server, 'listening');
+  const t = process.hrtime.bigint();
+  const socks: StreamSocket[] = [];
+  for (let i = 0; i < n; i += 500) {
+    const batch = Array.from({ length: Math.min(500, n - i) }, async () => {
+      const s = cc.connect(name);
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      return s;
+    });
+    socks.push(...(await Promise.all(batch)));
+  }
+  const openMs = ms(t);
+  const t2 = process.hrtime.bigint();
+  const ok = await Promise.all(
+    socks.map(async (s, i) => {
+      const got = once(s, 'data');
+      s.write(`stream ${i}`);
+      return String((await got)[0]) === `stream ${i}`;
+    }),
+  );
+  const echoMs = ms(t2);
+  if (!ok.every(Boolean)) throw new Error('a concurrent stream echoed the wrong data');
+  const channels = brokerChannels(clientName);
+  await cc.close();
+  await sc.close();
+  return { openMs, echoMs, channels };
+}
+
 async function main(): Promise<void> {
   const rows: Array<[string, string, string]> = [];
   const mbps = (msTaken: number): string => `${((BULK / MiB) / (msTaken / 1000)).toFixed(0)} MiB/s`;
@@ -224,10 +280,16 @@ async function main(): Promise<void> {
   rows.push(['10,000 x 20-byte frames as raw amqplib messages', `${rawSmall.toFixed(1)} ms`, (rawSmall / one).toFixed(2)]);
   const mem = await idleMemory();
   rows.push(['heap per idle stream end (200 streams)', `${(mem / 1024).toFixed(1)} KiB`, '-']);
+  const n = Number(process.env.BENCH_STREAMS ?? 10_000);
+  const conc = await concurrent(n);
+  rows.push([`${n} concurrent streams: open, per stream`, `${(conc.openMs / n).toFixed(2)} ms`, '-']);
+  rows.push([`${n} concurrent streams: one echo each, all at once`, `${conc.echoMs.toFixed(0)} ms`, '-']);
+  rows.push([`${n} concurrent streams: channels on the client connection`, String(conc.channels), (conc.channels / (2 * n)).toFixed(4)]);
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log(`${'measurement'.padEnd(w)}  ${'value'.padStart(14)}  ratio`);
   for (const [k, v, r] of rows) console.log(`${k.padEnd(w)}  ${v.padStart(14)}  ${r}`);
-  console.log('\nratios: throughput as baseline time / time (higher is faster); times as time / baseline (lower is better)');
+  console.log('\nratios: throughput as baseline time / time (higher is faster); times as time / baseline (lower is better);');
+  console.log('channels as a fraction of the Go library\'s two per stream');
 }
 
 main().catch((err: unknown) => {
