@@ -79,6 +79,32 @@ describe('stream library (real broker)', function () {
     sock.end('broker');
     assert.equal((await got).toString(), 'hello, broker');
     if (!sock.destroyed) await once(sock, 'close');
+    assert.equal(sock.bytesWritten, 13);
+    assert.equal(sock.bytesRead, 13);
+  });
+
+  it("emits 'timeout' after setTimeout() ms without traffic, as net does, and keeps the stream open", async () => {
+    const q = uniqueQueue('idle');
+    await serve(q, echo);
+    const sock = conn.connect(q);
+    await once(sock, 'connect');
+    let timeouts = 0;
+    sock.setTimeout(300, () => timeouts++);
+    // Traffic every 100 ms keeps it from firing...
+    for (let i = 0; i < 5; i++) {
+      sock.write('x');
+      await once(sock, 'data');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(timeouts, 0);
+    // ...silence makes it fire, and the stream still works afterwards.
+    await once(sock, 'timeout');
+    assert.equal(sock.destroyed, false);
+    sock.write('still open');
+    assert.equal(String((await once(sock, 'data'))[0]), 'still open');
+    sock.setTimeout(0);
+    sock.end();
+    if (!sock.destroyed) await once(sock, 'close');
   });
 
   it('carries 256 MiB each direction with equal SHA-256 at both ends', async function () {
