@@ -274,13 +274,14 @@ export class StreamSocket extends Duplex {
   }
 
   private onStreamMessage(msg: ConsumeMessage): void {
-    this.touch();
     this.lastHeard = Date.now();
     const m = classify(msg, this.protocolVersion);
     if (m.kind === 'ping') {
+      // Proof of life, not traffic: it must not hold off the user's setTimeout().
       this.ack(msg);
       return;
     }
+    this.touch();
     if (m.kind === 'reset') {
       this.ack(msg);
       this.peerGone = new TunnelError('ECONNRESET', `the peer reset the stream: ${m.reason}`);

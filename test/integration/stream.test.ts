@@ -89,7 +89,8 @@ describe('stream library (real broker)', function () {
     const sock = conn.connect(q);
     await once(sock, 'connect');
     let timeouts = 0;
-    sock.setTimeout(300, () => timeouts++);
+    // Longer than the liveness interval: the peer's pings are not traffic and must not hold it off.
+    sock.setTimeout(1200, () => timeouts++);
     // Traffic every 100 ms keeps it from firing...
     for (let i = 0; i < 5; i++) {
       sock.write('x');
