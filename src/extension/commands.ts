@@ -83,14 +83,14 @@ export function registerCommands(context: vscode.ExtensionContext, s: Services):
   reg(COMMANDS.keep, (ref?: TunnelRef) =>
     withTunnel(s, ref, 'Keep which tunnel (start it with the workspace)?', async (e) => {
       const where = await s.kept.keep(e.spec);
-      s.tree.refresh();
+      s.tree.refresh(e);
       vscode.window.setStatusBarMessage(`The tunnel will start with the ${where === 'workspace' ? 'workspace' : 'window'} (saved in ${where} settings)`, 4000);
     }),
   );
   reg(COMMANDS.forget, (ref?: TunnelRef) =>
     withTunnel(s, ref, 'Stop keeping which tunnel?', async (e) => {
       await s.kept.forget(e.spec);
-      s.tree.refresh();
+      s.tree.refresh(e);
     }),
   );
   reg(COMMANDS.showLog, () => s.log.show());

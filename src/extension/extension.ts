@@ -53,22 +53,46 @@ export async function deactivate(): Promise<void> {
   await services?.manager.stopAll();
 }
 
-/** Start the kept tunnels now if the workspace is trusted, else once it is. */
+/**
+ * Start the kept tunnels now if the workspace is trusted, else once it is.
+ * (In an untrusted workspace VS Code hides the workspace's values of the
+ * setting, so what to start is read only when the time comes.)
+ */
 function restoreKept(s: Services, context: vscode.ExtensionContext): Promise<void> {
-  const { specs, problems } = s.kept.read();
-  for (const p of problems) s.log.warn(`settings: amqpTunnel.tunnels: ${p}`);
-  if (specs.length === 0) return Promise.resolve();
   if (!vscode.workspace.isTrusted) {
-    s.log.info(`${plural(specs.length, 'kept tunnel')} not started: the workspace is not trusted (they start once you trust it)`);
+    s.log.info('the workspace is not trusted: kept tunnels (amqpTunnel.tunnels) start once you trust it');
     return new Promise((resolve) => {
-      context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => void startKept(s).then(resolve)));
+      context.subscriptions.push(
+        vscode.workspace.onDidGrantWorkspaceTrust(() => void settingsSettled().then(() => startKept(s)).then(resolve)),
+      );
     });
   }
   return startKept(s);
 }
 
+/**
+ * Trust is granted before VS Code reveals the workspace's restricted
+ * settings: wait for that change (or a second, when the workspace sets
+ * none of ours).
+ */
+function settingsSettled(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      sub.dispose();
+      resolve();
+    };
+    const timer = setTimeout(done, 1000);
+    const sub = vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration(CONFIG_SECTION)) done();
+    });
+  });
+}
+
 async function startKept(s: Services): Promise<void> {
-  const { specs } = s.kept.read();
+  const { specs, problems } = s.kept.read();
+  for (const p of problems) s.log.warn(`settings: amqpTunnel.tunnels: ${p}`);
+  if (specs.length === 0) return;
   s.log.info(`starting ${plural(specs.length, 'kept tunnel')}`);
   const failures: Array<{ spec: (typeof specs)[number]; err: unknown }> = [];
   await Promise.all(

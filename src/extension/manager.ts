@@ -52,8 +52,11 @@ export class TunnelEntry {
 
 export class TunnelManager implements vscode.Disposable {
   private readonly entries = new Map<string, TunnelEntry>();
-  private readonly changed = new vscode.EventEmitter<void>();
-  /** Fires when a tunnel is added, removed, changes state or its counts change. */
+  private readonly changed = new vscode.EventEmitter<TunnelEntry | undefined>();
+  /**
+   * Fires with the tunnel whose state or counts changed, or with undefined
+   * when tunnels were added or removed.
+   */
   readonly onDidChange = this.changed.event;
   private nextId = 1;
   private timer?: NodeJS.Timeout;
@@ -91,6 +94,7 @@ export class TunnelManager implements vscode.Disposable {
     }
     const entry = new TunnelEntry(`t${this.nextId++}`, spec);
     this.entries.set(entry.id, entry);
+    this.fire(undefined);
     await this.launch(entry);
     return entry;
   }
@@ -99,7 +103,7 @@ export class TunnelManager implements vscode.Disposable {
     const t = entry.tunnel;
     if (!t) return;
     await t.stop();
-    this.fire();
+    this.fire(entry);
   }
 
   async restart(entry: TunnelEntry): Promise<void> {
@@ -109,7 +113,7 @@ export class TunnelManager implements vscode.Disposable {
 
   async remove(entry: TunnelEntry): Promise<void> {
     this.entries.delete(entry.id);
-    this.fire();
+    this.fire(undefined);
     await entry.tunnel?.stop();
   }
 
@@ -130,7 +134,7 @@ export class TunnelManager implements vscode.Disposable {
     const broker = this.brokers.get(spec.broker);
     if (!broker) {
       entry.startError = `no broker named '${spec.broker}' is configured`;
-      this.fire();
+      this.fire(entry);
       throw new Error(`${entry.startError}; add it with "AMQP Tunnel: Add Broker"`);
     }
     entry.brokerAddress = redactUrl(broker.url);
@@ -138,17 +142,17 @@ export class TunnelManager implements vscode.Disposable {
     const options = { queue: spec.queue, broker: url, logger: this.log, connectOptions: { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}` } };
     const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address });
     entry.tunnel = tunnel;
-    const onEvent = (): void => this.fire();
+    const onEvent = (): void => this.fire(entry);
     tunnel.on('state', onEvent);
     tunnel.on('connection', onEvent);
     tunnel.on('connectionClosed', onEvent);
-    this.fire();
+    this.fire(entry);
     try {
       await tunnel.ready;
     } catch (err) {
       const message = scrub((err as Error).message ?? String(err), this.brokers.knownSecrets);
       entry.startError = message;
-      this.fire();
+      this.fire(entry);
       throw Object.assign(new Error(message), { code: (err as { code?: string }).code });
     }
     if (tunnel.kind === 'forward') {
@@ -156,14 +160,19 @@ export class TunnelManager implements vscode.Disposable {
       if (bound) entry.spec = { ...spec, address: formatHostPort(bound) };
     }
     this.log.info(`tunnel ${tunnel.name} > ready (${spec.kind === 'forward' ? `local ${entry.spec.address}` : `publishing ${entry.spec.address}`}, broker '${spec.broker}')`);
-    this.fire();
+    this.fire(entry);
   }
 
-  private fire(): void {
-    this.changed.fire();
+  private fire(entry: TunnelEntry | undefined): void {
+    this.changed.fire(entry);
     const busy = this.list().some((e) => (e.stats()?.activeConnections ?? 0) > 0);
     if (busy && !this.timer) {
-      this.timer = setInterval(() => this.fire(), STATS_INTERVAL_MS);
+      this.timer = setInterval(() => {
+        const active = this.list().filter((e) => (e.stats()?.activeConnections ?? 0) > 0);
+        // The last busy tunnel's final counts were fired by its 'connectionClosed'.
+        if (active.length === 0) this.fire(undefined);
+        for (const e of active) this.fire(e);
+      }, STATS_INTERVAL_MS);
     } else if (!busy && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;

@@ -2,6 +2,11 @@
  * The Tunnels view: one group per broker, one item per tunnel with its
  * direction, queue, local address, a state icon, live counts in the
  * description and the details (including the last error) in the tooltip.
+ *
+ * Nodes are kept per tunnel and per broker, and a change to one tunnel
+ * refreshes only its item: a full refresh makes VS Code forget the items'
+ * handles for a moment, and a click on an inline action in that moment
+ * would run the command without its tunnel.
  */
 import * as vscode from 'vscode';
 import type { TunnelState } from '../tunnel';
@@ -30,32 +35,50 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly subscription: vscode.Disposable;
+  private readonly brokerNodes = new Map<string, BrokerNode>();
+  private readonly tunnelNodes = new Map<string, TunnelNode>();
 
   constructor(
     private readonly manager: TunnelManager,
     private readonly isKept: (entry: TunnelEntry) => boolean,
   ) {
-    this.subscription = manager.onDidChange(() => this.refresh());
+    this.subscription = manager.onDidChange((entry) => this.refresh(entry));
   }
 
-  refresh(): void {
-    this.changed.fire(undefined);
+  /** Refresh one tunnel's item (when it is shown already), or the whole view. */
+  refresh(entry?: TunnelEntry): void {
+    const node = entry && this.tunnelNodes.get(entry.id);
+    this.changed.fire(node);
   }
 
   getChildren(node?: Node): Node[] {
     const entries = this.manager.list();
     if (!node) {
+      const ids = new Set(entries.map((e) => e.id));
+      for (const id of this.tunnelNodes.keys()) if (!ids.has(id)) this.tunnelNodes.delete(id);
       const names = [...new Set(entries.map((e) => e.spec.broker))].sort();
-      return names.map((name) => ({ type: 'broker', name }));
+      return names.map((name) => this.brokerNode(name));
     }
     if (node.type === 'broker') {
-      return entries.filter((e) => e.spec.broker === node.name).map((entry) => ({ type: 'tunnel', entry }));
+      return entries.filter((e) => e.spec.broker === node.name).map((entry) => this.tunnelNode(entry));
     }
     return [];
   }
 
   getParent(node: Node): Node | undefined {
-    return node.type === 'tunnel' ? { type: 'broker', name: node.entry.spec.broker } : undefined;
+    return node.type === 'tunnel' ? this.brokerNode(node.entry.spec.broker) : undefined;
+  }
+
+  private brokerNode(name: string): BrokerNode {
+    let n = this.brokerNodes.get(name);
+    if (!n) this.brokerNodes.set(name, (n = { type: 'broker', name }));
+    return n;
+  }
+
+  private tunnelNode(entry: TunnelEntry): TunnelNode {
+    let n = this.tunnelNodes.get(entry.id);
+    if (!n || n.entry !== entry) this.tunnelNodes.set(entry.id, (n = { type: 'tunnel', entry }));
+    return n;
   }
 
   getTreeItem(node: Node): vscode.TreeItem {

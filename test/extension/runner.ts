@@ -239,12 +239,27 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
   }
 }
 
+/** The untrusted session's last test opens the Workspace Trust editor; click "Trust" there, as a user would. */
+async function trustWhenAsked(page: VsCode['page'], finished: () => boolean): Promise<void> {
+  const button = page.locator('.workspace-trust-editor').getByRole('button', { name: /^Trust/ }).first();
+  while (!finished()) {
+    if (await button.isVisible().catch(() => false)) {
+      await button.click().catch(() => undefined);
+      return;
+    }
+    await sleep(250);
+  }
+}
+
 async function runServerSession(runDir: string, s: Session): Promise<number> {
   const folder = await makeWorkspace(runDir, s);
   let vs: VsCode | undefined;
   try {
     vs = await openVsCode(runDir, s, folder, true);
+    let finished = false;
+    if (!s.trusted) void trustWhenAsked(vs.page, () => finished);
     const code = await Promise.race([vs.exit, sleep(SESSION_TIMEOUT_MS).then(() => -1)]);
+    finished = true;
     if (code === -1) {
       fs.mkdirSync(outputDir, { recursive: true });
       await vs.page.screenshot({ path: path.join(outputDir, `${s.name}-timeout.png`) }).catch(() => undefined);

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CONFIG_SECTION, SETTINGS } from '../../../src/extension/ids';
-import { connectError, extensionApi } from './helpers';
+import { connectError, extensionApi, waitFor } from './helpers';
 
 describe('kept tunnels in an untrusted workspace', () => {
   it('do not start, and the workspace cannot name brokers', async () => {
@@ -23,5 +23,28 @@ describe('kept tunnels in an untrusted workspace', () => {
     assert.equal(api.tree.getChildren().length, 0, 'the view shows its welcome content');
     assert.equal(await connectError(fwd.bind), 'ECONNREFUSED', 'nothing listens on the kept forward port');
     assert.equal(api.brokers.get('kept-broker'), undefined, 'a restricted setting: the workspace value is ignored');
+  });
+});
+
+describe('trusting the workspace', () => {
+  it('starts the kept tunnels once the user trusts the workspace', async () => {
+    const api = await extensionApi();
+    const granted = new Promise<void>((resolve) => {
+      const d = vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        d.dispose();
+        resolve();
+      });
+    });
+    // The runner clicks "Trust" in the Workspace Trust editor, as a user would.
+    await vscode.commands.executeCommand('workbench.trust.manage');
+    await granted;
+    assert.equal(vscode.workspace.isTrusted, true);
+    await api.restored;
+    const kept = vscode.workspace.getConfiguration(CONFIG_SECTION).get<Array<Record<string, string>>>(SETTINGS.tunnels) ?? [];
+    const fwd = kept.find((k) => k.forward);
+    assert.ok(fwd, 'the workspace settings are visible once trusted');
+    await waitFor(api, 'the kept tunnels are ready', () => api.manager.list().length === 2 && api.manager.list().every((e) => e.state === 'ready'));
+    assert.equal(await connectError(fwd.bind), undefined, 'the kept forward port listens');
+    for (const e of api.manager.list()) await api.manager.remove(e);
   });
 });
