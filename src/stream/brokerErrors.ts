@@ -54,9 +54,7 @@ export function brokerConnectError(err: unknown, url: StreamUrl): TunnelError {
       code === 'EPROTO' ||
       code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE')
   ) {
-    return new TunnelError('ERR_AMQP_TLS', `TLS with the broker at ${where} failed: ${msg} — check the CA, certificate and amqps:// port`, {
-      cause: err,
-    });
+    return new TunnelError('ERR_AMQP_TLS', tlsProblem(code, msg, where), { cause: err });
   }
   if (/ACCESS.REFUSED/i.test(msg) && /login/i.test(msg)) {
     return new TunnelError(
@@ -117,4 +115,16 @@ export function channelError(err: unknown, url: StreamUrl, queue: string, what: 
     return new TunnelError('ECONNRESET', `queue '${queue}' no longer exists at ${url.safeUrl}`, { cause: err });
   }
   return new TunnelError('ERR_AMQP_BROKER', `could not ${what} queue '${queue}' at ${url.safeUrl}: ${msg}`, { cause: err });
+}
+
+/** A TLS failure in words: OpenSSL's text is reduced to its reason. */
+function tlsProblem(code: string, msg: string, where: string): string {
+  const reason = /SSL routines:[^:]*:([^:\n]+)/.exec(msg)?.[1]?.trim() ?? msg.split('\n')[0]!.trim();
+  if (/wrong version number|packet length too long|unknown protocol|http request/i.test(reason)) {
+    return `the server at ${where} does not speak TLS on that port — use amqp:// for a plain port, or the broker's TLS port (usually 5671) with amqps://`;
+  }
+  if (code.includes('CERT') || /certificate/i.test(reason) || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE') {
+    return `the broker's TLS certificate at ${where} is not trusted (${reason}) — pass the CA that signed it (--ca FILE / the 'ca' option), or check the host name`;
+  }
+  return `TLS with the broker at ${where} failed (${reason}) — check the CA, the client certificate and key, and the minimum TLS version`;
 }

@@ -71,7 +71,12 @@ describe('broker errors in the user\'s terms', () => {
       [Object.assign(new Error('getaddrinfo ENOTFOUND'), { code: 'ENOTFOUND' }), 'ENOTFOUND', /DNS/],
       [new Error('Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"'), 'ERR_AMQP_AUTH', /refused the login of user 'bob'/],
       [new Error('Expected ConnectionOpenOk; got <ConnectionClose channel:0>'), 'ERR_AMQP_VHOST', /vhost 'prod'/],
-      [Object.assign(new Error('self-signed certificate amqp://bob:hunter2@x'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), 'ERR_AMQP_TLS', /check the CA/],
+      [Object.assign(new Error('self-signed certificate amqp://bob:hunter2@x'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), 'ERR_AMQP_TLS', /certificate at rabbit.local:5672 is not trusted \(self-signed certificate amqp:\/\/bob@x\) — pass the CA/],
+      [
+        Object.assign(new Error('803CA2C3C97F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }),
+        'ERR_AMQP_TLS',
+        /^the server at rabbit.local:5672 does not speak TLS on that port — use amqp:\/\/ for a plain port/,
+      ],
     ];
     for (const [input, code, text] of cases) {
       const err = brokerConnectError(input, url);
