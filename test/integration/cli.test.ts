@@ -248,6 +248,7 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
       ['publish without --queue', ['publish', '9229'], 2, /needs --queue/],
       ['a Go URL without server_queue', ['client', ':0', 'amqp://guest:secret@127.0.0.1/'], 2, /names no queue/],
       ['an unreachable broker', ['forward', 'q', '0', '--broker', 'amqp://guest:guest@127.0.0.1:1'], 1, /cannot reach the broker at 127\.0\.0\.1:1/],
+      ['amqps:// to a port without TLS', ['forward', 'q', '0', '--broker', BROKER.replace(/^amqp:\/\/[^@]*@/, 'amqps://guest:secret@')], 1, /does not speak TLS on that port/],
     ];
     for (const [what, args, code, pattern] of cases) {
       it(`rejects ${what} with exit ${code}`, async () => {
