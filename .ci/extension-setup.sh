@@ -27,6 +27,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 command -v chromium >/dev/null || { echo "chromium is not installed" >&2; exit 1; }
 
+# Run from `npm run`, the environment carries the outer npm's settings, among
+# them npm_config_user_agent naming Node 20, which code-server's postinstall
+# reads to insist on Node 24: start from a clean npm environment.
+while IFS= read -r v; do unset "$v"; done < <(env | grep -oE '^npm_[A-Za-z0-9_]+' || true)
+
 # npm writes nothing into the home folder or the system temp folder
 export npm_config_cache="$DIR/npm-cache" npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 export TMPDIR="$DIR/tmp"
@@ -49,7 +54,7 @@ if [ "$have_cs" != "$CODE_SERVER_VERSION" ] || [ ! -f "$DIR/code-server/.complet
   rm -rf "$DIR/code-server" && mkdir -p "$DIR/code-server"
   (
     cd "$DIR/code-server" && npm init -y >/dev/null
-    PATH="$N24/bin:$PATH" npm_config_nodedir="$N24" npm i -s --no-package-lock "code-server@$CODE_SERVER_VERSION" >"$DIR/code-server-install.log" 2>&1
+    PATH="$N24/bin:$PATH" npm_config_nodedir="$N24" npm i --no-package-lock --foreground-scripts "code-server@$CODE_SERVER_VERSION" >"$DIR/code-server-install.log" 2>&1
   ) || { tail -40 "$DIR/code-server-install.log" >&2; exit 1; }
   touch "$DIR/code-server/.complete"
 fi
