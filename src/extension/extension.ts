@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { Brokers } from './brokers';
 import { registerCommands, reportError, type Services } from './commands';
 import { CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
+import { registerDebugSupport, type DebugSupport } from './debug';
 import { KeptTunnels } from './kept';
 import { TunnelLog } from './log';
 import { TunnelManager } from './manager';
@@ -18,6 +19,8 @@ export interface AmqpTunnelApi extends Services {
   statusBar: TunnelStatusBar;
   /** Resolves once kept tunnels were started (or skipped in an untrusted workspace). */
   restored: Promise<void>;
+  /** Debugging through tunnels (src/extension/debug). */
+  debug: DebugSupport;
 }
 
 let services: AmqpTunnelApi | undefined;
@@ -33,6 +36,7 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const s: Services = { brokers, manager, kept, log, tree };
   context.subscriptions.push(log, manager, tree, statusBar, view);
   registerCommands(context, s);
+  const debug = registerDebugSupport(context, s);
   let hasTunnels: boolean | undefined;
   context.subscriptions.push(
     manager.onDidChange(() => {
@@ -45,7 +49,7 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   );
   for (const p of brokers.problems()) log.warn(`settings: ${p}`);
   const restored = restoreKept(s, context);
-  services = { ...s, statusBar, restored };
+  services = { ...s, statusBar, restored, debug };
   return services;
 }
 

@@ -20,7 +20,14 @@ export const COMMANDS = {
   addBroker: 'amqpTunnel.addBroker',
   setBrokerPassword: 'amqpTunnel.setBrokerPassword',
   removeBroker: 'amqpTunnel.removeBroker',
+  attachDebugger: 'amqpTunnel.attachDebugger',
+  /** `${command:amqpTunnel.localPort}` in launch configurations (hidden from the palette). */
+  localPort: 'amqpTunnel.localPort',
 } as const;
+
+/** The task type for preLaunchTask (taskDefinitions) and its problem matcher (`$amqp-tunnel`). */
+export const TASK_TYPE = 'amqp-tunnel';
+export const PROBLEM_MATCHER = 'amqp-tunnel';
 
 export const VIEW_CONTAINER = 'amqpTunnel';
 export const VIEWS = {

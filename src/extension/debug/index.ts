@@ -1,0 +1,49 @@
+/**
+ * Debugging through tunnels: the `amqp-tunnel` task type, the debug
+ * configuration provider for the `amqpTunnel` property, the
+ * `${command:amqpTunnel.localPort}` variable and "Attach Debugger".
+ * One call from activate(); everything goes into `context.subscriptions`.
+ */
+import * as vscode from 'vscode';
+import type { Services } from '../commands';
+import { COMMANDS, TASK_TYPE } from '../ids';
+import type { Node } from '../tree';
+import { attachDebuggerCommand } from './attach';
+import { TunnelDebugProvider } from './provider';
+import { TunnelTasks } from './task';
+import { localPortCommand } from './variable';
+
+export interface DebugFailure {
+  /** The debug configuration (or command) that could not start. */
+  configuration: string;
+  /** The message shown to the user. */
+  message: string;
+}
+
+export interface DebugSupport {
+  tasks: TunnelTasks;
+  /** Fires with each failure shown to the user (the notification's text), for tests. */
+  onDidReportFailure: vscode.Event<DebugFailure>;
+}
+
+export function registerDebugSupport(context: vscode.ExtensionContext, s: Services): DebugSupport {
+  const failures = new vscode.EventEmitter<DebugFailure>();
+  const report = (configuration: string, message: string): void => {
+    const text = `Cannot start '${configuration}': ${message}`;
+    failures.fire({ configuration, message: text });
+    void vscode.window.showErrorMessage(text, 'Show Log').then((c) => {
+      if (c) s.log.show();
+    });
+  };
+  const tasks = new TunnelTasks(s);
+  const provider = new TunnelDebugProvider(s, tasks, report);
+  context.subscriptions.push(
+    failures,
+    provider,
+    vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),
+    vscode.debug.registerDebugConfigurationProvider('*', provider),
+    vscode.commands.registerCommand(COMMANDS.localPort, (args?: unknown) => localPortCommand(s, args, report)),
+    vscode.commands.registerCommand(COMMANDS.attachDebugger, (ref?: Node | { id: string; type?: string }) => attachDebuggerCommand(s, ref)),
+  );
+  return { tasks, onDidReportFailure: failures.event };
+}

@@ -1,0 +1,42 @@
+/**
+ * Is anything published on a queue? Asked before a debugger is pointed at a
+ * forward, so a launch fails at once with the cause instead of leaving the
+ * debugger retrying a port that leads nowhere.
+ *
+ * A publisher holds the queue as an exclusive, auto-delete queue for as long
+ * as its broker connection lives (docs/protocol.md), so a passive declare
+ * answers the question: RESOURCE_LOCKED (exclusive to someone else) or OK
+ * means a publisher is there, NOT_FOUND means nobody publishes. Unlike a
+ * test stream, this never opens a TCP connection to the debuggee on the far
+ * side: a JDWP agent, for one, logs a failed handshake for every connection
+ * that closes without speaking its protocol.
+ */
+import { connect } from '../../stream';
+import { TunnelError } from '../../common/errors';
+
+const NOT_FOUND = 404;
+const RESOURCE_LOCKED = 405;
+
+/**
+ * Resolves true when a publisher holds `queue`, false when nothing is
+ * published there. Rejects with the connection's TunnelError when the broker
+ * cannot be reached or refuses the login.
+ */
+export async function isPublished(url: string, queue: string, connectionName = 'VS Code amqp-tunnel probe'): Promise<boolean> {
+  const conn = await connect(url, { connectionName, livenessInterval: 0 });
+  try {
+    const ch = await conn.openChannel();
+    try {
+      await ch.checkQueue(queue);
+      await ch.close().catch(() => undefined);
+      return true;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === NOT_FOUND) return false;
+      if (code === RESOURCE_LOCKED) return true;
+      throw new TunnelError('ERR_AMQP_BROKER', `could not check queue '${queue}': ${(err as Error).message}`, { cause: err });
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
