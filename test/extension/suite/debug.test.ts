@@ -1,0 +1,335 @@
+/**
+ * Debugging through tunnels, inside a real VS Code with its built-in
+ * JavaScript debugger (js-debug), against the real broker at 127.0.0.1:5672:
+ * a Node program started with --inspect=127.0.0.1:0 is published with the
+ * amqp-tunnel CLI (dist/cli.js) as the remote side would, and VS Code
+ * attaches through a forward started by each of the three ways in.
+ */
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { AmqpTunnelApi } from '../../../src/extension/extension';
+import type { DebugFailure } from '../../../src/extension/debug';
+import { COMMANDS, TASK_TYPE } from '../../../src/extension/ids';
+import type { TunnelSummary } from '../../../src/extension/commands';
+import { EXTENSION_ID, connectError, extensionApi, run, uniqueQueue, waitFor } from './helpers';
+
+const BROKER = 'debug-broker';
+const BROKER_ADDRESS = 'amqp://guest@127.0.0.1:5672';
+
+/** A child process with its output kept, and a way to wait for a line. */
+class Child {
+  output = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+  constructor(readonly proc: ChildProcess) {
+    const add = (d: Buffer): void => {
+      this.output += d.toString();
+      for (const w of this.waiters.splice(0)) w();
+    };
+    proc.stdout?.on('data', add);
+    proc.stderr?.on('data', add);
+    this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+  async waitFor(re: RegExp, what: string, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.output.match(re);
+      if (m) return m;
+      if (this.proc.exitCode !== null || Date.now() > deadline) throw new Error(`${what}: not seen (exit ${this.proc.exitCode}); output:\n${this.output}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 250);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+  stop(): void {
+    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
+  }
+}
+
+function node(args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  // The extension host is Node (VS Code server) or Electron (test-electron): run Electron as Node.
+  return new Child(spawn(process.execPath, args, { env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** The "remote" side: a Node program under --inspect, published on `queue` with the amqp-tunnel CLI. */
+async function remoteNodeProgram(queue: string): Promise<{ debuggee: Child; publisher: Child; stop: () => void }> {
+  const debuggee = node(['--inspect=127.0.0.1:0', '-e', 'setInterval(() => {}, 1000)']);
+  const port = (await debuggee.waitFor(/Debugger listening on ws:\/\/127\.0\.0\.1:(\d+)\//, 'the inspector port'))[1];
+  const cli = path.join(vscode.extensions.getExtension(EXTENSION_ID)!.extensionPath, 'dist', 'cli.js');
+  const publisher = node([cli, 'publish', port, '--queue', queue, '--json'], { AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' });
+  await publisher.waitFor(/"event":"ready"/, 'amqp-tunnel publish ready');
+  return {
+    debuggee,
+    publisher,
+    stop: () => {
+      publisher.stop();
+      debuggee.stop();
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Sessions started from now on, and a way to wait for the one that can evaluate in the target. */
+function watchSessions(): { sessions: vscode.DebugSession[]; ended: vscode.DebugSession[]; dispose: () => void } {
+  const sessions: vscode.DebugSession[] = [];
+  const ended: vscode.DebugSession[] = [];
+  const a = vscode.debug.onDidStartDebugSession((s) => sessions.push(s));
+  const b = vscode.debug.onDidTerminateDebugSession((s) => ended.push(s));
+  return { sessions, ended, dispose: () => (a.dispose(), b.dispose()) };
+}
+
+/** A request that may never be answered (a session without a target) must not hang the test. */
+function withTimeout<T>(p: Thenable<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([Promise.resolve(p), new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms))]);
+}
+
+/**
+ * Ask the debugger to evaluate 6*7 in the remote program. js-debug attaches
+ * with a root session and one child session per target: try the children
+ * first, then the active session.
+ */
+async function evaluate(watch: { sessions: vscode.DebugSession[] }): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const children = watch.sessions.filter((s) => s.parentSession);
+    const candidates = [...new Set([...children, vscode.debug.activeDebugSession].filter((s): s is vscode.DebugSession => !!s))];
+    for (const s of candidates) {
+      try {
+        const r = await withTimeout(s.customRequest('evaluate', { expression: '6*7', context: 'repl' }) as Thenable<{ result: string }>, 3000, s.name);
+        return r.result;
+      } catch (err) {
+        last = `${s.name}: ${(err as Error).message}`;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`no debug session could evaluate: ${last}`);
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Stop the root session and wait until every session it started has ended. */
+async function endSessions(watch: { sessions: vscode.DebugSession[]; ended: vscode.DebugSession[] }): Promise<void> {
+  const roots = watch.sessions.filter((s) => !s.parentSession);
+  for (const r of roots) await vscode.debug.stopDebugging(r);
+  await until('every debug session ended', () => watch.sessions.every((s) => watch.ended.includes(s)));
+}
+
+function nextFailure(api: AmqpTunnelApi): Promise<DebugFailure> {
+  return new Promise((resolve) => {
+    const d = api.debug.onDidReportFailure((f) => {
+      d.dispose();
+      resolve(f);
+    });
+  });
+}
+
+describe('debugging a remote Node program through a tunnel', function () {
+  this.timeout(90_000);
+  let api: AmqpTunnelApi;
+  let folder: vscode.WorkspaceFolder;
+  let remote: Awaited<ReturnType<typeof remoteNodeProgram>>;
+  const queue = uniqueQueue('debug');
+  const emptyQueue = uniqueQueue('debug-nobody');
+  let taskPort: number;
+
+  before(async function () {
+    api = await extensionApi();
+    folder = vscode.workspace.workspaceFolders![0];
+    await run(COMMANDS.addBroker, { name: BROKER, url: BROKER_ADDRESS, password: 'guest' });
+    remote = await remoteNodeProgram(queue);
+    taskPort = await freePort();
+    // tasks.json as a user writes it (README "Debug a remote Node/Python/Java process").
+    const tasks = {
+      version: '2.0.0',
+      tasks: [
+        { label: 'tunnel to the app', type: TASK_TYPE, queue, broker: BROKER, localPort: taskPort, isBackground: true, problemMatcher: '$amqp-tunnel' },
+        { label: 'tunnel to nobody', type: TASK_TYPE, queue: emptyQueue, broker: BROKER, localPort: await freePort(), isBackground: true, problemMatcher: '$amqp-tunnel' },
+      ],
+    };
+    fs.mkdirSync(path.join(folder.uri.fsPath, '.vscode'), { recursive: true });
+    fs.writeFileSync(path.join(folder.uri.fsPath, '.vscode', 'tasks.json'), JSON.stringify(tasks, null, 2));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const found = await vscode.tasks.fetchTasks({ type: TASK_TYPE });
+      if (found.some((t) => t.name === 'tunnel to the app') && found.some((t) => t.name === 'tunnel to nobody')) break;
+      if (Date.now() > deadline) throw new Error(`tasks.json was not picked up: ${found.map((t) => t.name).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+
+  after(async () => {
+    remote?.stop();
+    await run(COMMANDS.removeBroker, { name: BROKER });
+  });
+
+  it('a launch configuration with an amqp-tunnel preLaunchTask attaches; the task keeps the forward until it is terminated', async () => {
+    const watch = watchSessions();
+    try {
+      const ended = new Promise<void>((resolve) => {
+        const d = vscode.tasks.onDidEndTask((e) => {
+          if (e.execution.task.name !== 'tunnel to the app') return;
+          d.dispose();
+          resolve();
+        });
+      });
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach through the task',
+        address: '127.0.0.1',
+        port: taskPort,
+        preLaunchTask: 'tunnel to the app',
+      });
+      assert.equal(ok, true, 'the session started');
+      assert.equal(await evaluate(watch), '42');
+      const entry = api.manager.list().find((e) => e.spec.queue === queue && e.spec.kind === 'forward');
+      assert.ok(entry, 'the forward is in the Tunnels view');
+      assert.equal(entry.localAddress, `127.0.0.1:${taskPort}`);
+      assert.ok((entry.stats()?.totalConnections ?? 0) >= 1, 'the debugger reached the program through the tunnel');
+      await endSessions(watch);
+      assert.equal(remote.debuggee.proc.exitCode, null, 'detaching leaves the remote program running');
+      assert.equal(entry.state, 'ready', 'the task still holds the forward');
+      const execution = vscode.tasks.taskExecutions.find((e) => e.task.name === 'tunnel to the app');
+      assert.ok(execution, 'the task is running');
+      execution.terminate();
+      await withTimeout(ended, 10_000, 'the task ends when terminated');
+      await waitFor(api, 'the forward the task started is gone', () => !api.manager.get(entry.id));
+      assert.equal(await connectError(`127.0.0.1:${taskPort}`), 'ECONNREFUSED', 'the local port is closed');
+    } finally {
+      watch.dispose();
+    }
+  });
+
+  it('a configuration with an amqpTunnel property attaches, and its forward stops when the session ends', async () => {
+    const watch = watchSessions();
+    try {
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach with amqpTunnel',
+        amqpTunnel: { queue, broker: BROKER },
+      });
+      assert.equal(ok, true, 'the session started');
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      const entry = api.manager.list().find((e) => e.spec.queue === queue && e.spec.kind === 'forward');
+      assert.ok(entry, 'the forward is in the Tunnels view');
+      const port = Number(entry.localAddress.split(':')[1]);
+      assert.equal(root.configuration.port, port, 'js-debug was given the forward\'s port');
+      assert.equal(root.configuration.address, '127.0.0.1');
+      await endSessions(watch);
+      await waitFor(api, 'the forward started for the session is gone', () => !api.manager.get(entry.id));
+      assert.equal(await connectError(entry.localAddress), 'ECONNREFUSED');
+      assert.equal(remote.debuggee.proc.exitCode, null);
+    } finally {
+      watch.dispose();
+    }
+  });
+
+  it('${command:amqpTunnel.localPort} gives the port of the ready forward', async () => {
+    // Only this forward may be ready (with several the command asks which): stop the others for the test.
+    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+    for (const e of others) await api.manager.stop(e);
+    const watch = watchSessions();
+    let fwd: TunnelSummary | undefined;
+    try {
+      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+      assert.ok(fwd);
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach with the command variable',
+        address: '127.0.0.1',
+        port: '${command:amqpTunnel.localPort}',
+      });
+      assert.equal(ok, true, 'the session started');
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
+      await endSessions(watch);
+      assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'a forward the user started keeps running');
+    } finally {
+      watch.dispose();
+      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
+      for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  });
+
+  it('nothing published on the queue: the amqpTunnel launch fails at once, naming the queue and the broker', async () => {
+    const watch = watchSessions();
+    try {
+      const failure = nextFailure(api);
+      const t0 = Date.now();
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach to nobody',
+        amqpTunnel: { queue: emptyQueue, broker: BROKER },
+      });
+      assert.equal(ok, false, 'the launch was cancelled');
+      assert.ok(Date.now() - t0 < 5000, `failed within 5 s (took ${Date.now() - t0} ms)`);
+      const f = await failure;
+      assert.match(f.message, new RegExp(`^Cannot start 'Attach to nobody': nothing is published on queue '${emptyQueue}' at amqp://guest@127\\.0\\.0\\.1:5672 \\(broker '${BROKER}'\\)`));
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      assert.equal(api.manager.list().filter((e) => e.spec.queue === emptyQueue).length, 0, 'no forward was left behind');
+    } finally {
+      watch.dispose();
+    }
+  });
+
+  it('nothing published on the queue: the preLaunchTask fails with exit code 1 and the launch is cancelled with the cause', async () => {
+    const watch = watchSessions();
+    try {
+      const failure = nextFailure(api);
+      const ended = new Promise<number | undefined>((resolve) => {
+        const d = vscode.tasks.onDidEndTaskProcess((e) => {
+          if (e.execution.task.name !== 'tunnel to nobody') return;
+          d.dispose();
+          resolve(e.exitCode);
+        });
+      });
+      const t0 = Date.now();
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach to nobody through the task',
+        port: 9,
+        preLaunchTask: 'tunnel to nobody',
+      });
+      assert.equal(ok, false, 'the launch was cancelled');
+      assert.ok(Date.now() - t0 < 10_000, `failed within 10 s (took ${Date.now() - t0} ms)`);
+      const f = await failure;
+      assert.match(f.message, new RegExp(`nothing is published on queue '${emptyQueue}' at amqp://guest@127\\.0\\.0\\.1:5672 \\(broker '${BROKER}'\\)`));
+      assert.equal(await ended, 1, 'the task ended with exit code 1');
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+    } finally {
+      watch.dispose();
+    }
+  });
+});
