@@ -12,6 +12,7 @@ import { attachDebuggerCommand } from './attach';
 import { TunnelDebugProvider } from './provider';
 import { TunnelTasks } from './task';
 import { localPortCommand } from './variable';
+import { SessionTunnelWatch } from './watch';
 
 export interface DebugFailure {
   /** The debug configuration (or command) that could not start. */
@@ -24,6 +25,8 @@ export interface DebugSupport {
   tasks: TunnelTasks;
   /** Fires with each failure shown to the user (the notification's text), for tests. */
   onDidReportFailure: vscode.Event<DebugFailure>;
+  /** Fires with each warning about a live session's tunnel (the notification's text), for tests. */
+  onDidWarn: vscode.Event<DebugFailure>;
 }
 
 export function registerDebugSupport(context: vscode.ExtensionContext, s: Services): DebugSupport {
@@ -35,15 +38,26 @@ export function registerDebugSupport(context: vscode.ExtensionContext, s: Servic
       if (c) s.log.show();
     });
   };
+  const warnings = new vscode.EventEmitter<DebugFailure>();
+  const warn = (configuration: string, message: string): void => {
+    const text = `Debug session '${configuration}': ${message}`;
+    s.log.warn(text);
+    warnings.fire({ configuration, message: text });
+    void vscode.window.showWarningMessage(text, 'Show Log').then((c) => {
+      if (c) s.log.show();
+    });
+  };
   const tasks = new TunnelTasks(s);
   const provider = new TunnelDebugProvider(s, tasks, report);
   context.subscriptions.push(
     failures,
+    warnings,
     provider,
+    new SessionTunnelWatch(s, warn),
     vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),
     vscode.debug.registerDebugConfigurationProvider('*', provider),
     vscode.commands.registerCommand(COMMANDS.localPort, (args?: unknown) => localPortCommand(s, args, report)),
     vscode.commands.registerCommand(COMMANDS.attachDebugger, (ref?: Node | { id: string; type?: string }) => attachDebuggerCommand(s, ref)),
   );
-  return { tasks, onDidReportFailure: failures.event };
+  return { tasks, onDidReportFailure: failures.event, onDidWarn: warnings.event };
 }

@@ -15,7 +15,8 @@ import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { DebugFailure } from '../../../src/extension/debug';
 import { COMMANDS, TASK_TYPE } from '../../../src/extension/ids';
 import type { TunnelSummary } from '../../../src/extension/commands';
-import { EXTENSION_ID, connectError, extensionApi, run, uniqueQueue, waitFor } from './helpers';
+import { FaultProxy } from '../../integration/faultproxy';
+import { EXTENSION_ID, connectError, extensionApi, itemOf, run, uniqueQueue, waitFor } from './helpers';
 
 const BROKER = 'debug-broker';
 const BROKER_ADDRESS = 'amqp://guest@127.0.0.1:5672';
@@ -157,6 +158,7 @@ describe('debugging a remote Node program through a tunnel', function () {
   const queue = uniqueQueue('debug');
   const emptyQueue = uniqueQueue('debug-nobody');
   let taskPort: number;
+  let shortPort: number;
 
   before(async function () {
     api = await extensionApi();
@@ -164,11 +166,14 @@ describe('debugging a remote Node program through a tunnel', function () {
     await run(COMMANDS.addBroker, { name: BROKER, url: BROKER_ADDRESS, password: 'guest' });
     remote = await remoteNodeProgram(queue);
     taskPort = await freePort();
+    shortPort = await freePort();
     // tasks.json as a user writes it (README "Debug a remote Node/Python/Java process").
     const tasks = {
       version: '2.0.0',
       tasks: [
         { label: 'tunnel to the app', type: TASK_TYPE, queue, broker: BROKER, localPort: taskPort, isBackground: true, problemMatcher: '$amqp-tunnel' },
+        // The short form: the task supplies isBackground and its problem matcher itself.
+        { label: 'tunnel, short form', type: TASK_TYPE, queue, broker: BROKER, localPort: shortPort },
         { label: 'tunnel to nobody', type: TASK_TYPE, queue: emptyQueue, broker: BROKER, localPort: await freePort(), isBackground: true, problemMatcher: '$amqp-tunnel' },
       ],
     };
@@ -177,7 +182,7 @@ describe('debugging a remote Node program through a tunnel', function () {
     const deadline = Date.now() + 20_000;
     for (;;) {
       const found = await vscode.tasks.fetchTasks({ type: TASK_TYPE });
-      if (found.some((t) => t.name === 'tunnel to the app') && found.some((t) => t.name === 'tunnel to nobody')) break;
+      if (['tunnel to the app', 'tunnel, short form', 'tunnel to nobody'].every((n) => found.some((t) => t.name === n))) break;
       if (Date.now() > deadline) throw new Error(`tasks.json was not picked up: ${found.map((t) => t.name).join(', ')}`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -223,6 +228,27 @@ describe('debugging a remote Node program through a tunnel', function () {
       assert.equal(await connectError(`127.0.0.1:${taskPort}`), 'ECONNREFUSED', 'the local port is closed');
     } finally {
       watch.dispose();
+    }
+  });
+
+  it('a task written without isBackground and problemMatcher works the same (the task type supplies them)', async () => {
+    const watch = watchSessions();
+    try {
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach through the short task',
+        address: '127.0.0.1',
+        port: shortPort,
+        preLaunchTask: 'tunnel, short form',
+      });
+      assert.equal(ok, true, 'the session started');
+      assert.equal(await evaluate(watch), '42');
+      await endSessions(watch);
+    } finally {
+      watch.dispose();
+      vscode.tasks.taskExecutions.find((e) => e.task.name === 'tunnel, short form')?.terminate();
+      await waitFor(api, 'the short task\'s forward is gone', () => !api.manager.list().some((e) => e.localAddress === `127.0.0.1:${shortPort}`));
     }
   });
 
@@ -278,6 +304,59 @@ describe('debugging a remote Node program through a tunnel', function () {
       watch.dispose();
       if (fwd) await run(COMMANDS.remove, { id: fwd.id });
       for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  });
+
+  it('Attach Debugger on a forward in the Tunnels view starts a Node session on its local address', async () => {
+    const watch = watchSessions();
+    let fwd: TunnelSummary | undefined;
+    try {
+      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+      assert.ok(fwd);
+      assert.match(itemOf(api, 'forward', queue).contextValue, /^tunnel;kind=forward;.*;running;/, 'the item offers Attach Debugger (package.json menus)');
+      assert.equal(await run<boolean>(COMMANDS.attachDebugger, { id: fwd.id, type: 'node' }), true);
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
+      await endSessions(watch);
+      assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'the forward keeps running');
+    } finally {
+      watch.dispose();
+      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
+    }
+  });
+
+  it('the broker connection cut during a session: the user is told, and the tunnel shows reconnecting, then ready', async () => {
+    const proxy = await new FaultProxy().start();
+    const watch = watchSessions();
+    try {
+      await run(COMMANDS.addBroker, { name: 'flaky-debug-broker', url: `amqp://127.0.0.1:${proxy.port}` });
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach through a flaky broker',
+        amqpTunnel: { queue, broker: 'flaky-debug-broker' },
+      });
+      assert.equal(ok, true);
+      assert.equal(await evaluate(watch), '42');
+      const warned = new Promise<DebugFailure>((resolve) => {
+        const d = api.debug.onDidWarn((w) => {
+          d.dispose();
+          resolve(w);
+        });
+      });
+      proxy.cutAll();
+      const w = await withTimeout(warned, 15_000, 'a warning');
+      assert.match(w.message, new RegExp(`^Debug session 'Attach through a flaky broker': the forward of queue '${queue}' .* lost broker 'flaky-debug-broker' .* reconnecting`));
+      await waitFor(api, 'the forward shows reconnecting', () => itemOf(api, 'forward', queue).icon === 'sync~spin');
+      proxy.resume();
+      await waitFor(api, 'the forward is ready again', () => itemOf(api, 'forward', queue).icon === 'pass-filled');
+      await endSessions(watch);
+      await waitFor(api, 'the forward started for the session is gone', () => !api.manager.list().some((e) => e.spec.broker === 'flaky-debug-broker'));
+    } finally {
+      watch.dispose();
+      await proxy.close();
+      await run(COMMANDS.removeBroker, { name: 'flaky-debug-broker' });
     }
   });
 
