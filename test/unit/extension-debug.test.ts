@@ -111,16 +111,29 @@ describe('debugging through tunnels: the amqp-tunnel task', () => {
     }
   });
 
-  it('package.json offers the three attach snippets with the amqpTunnel property, and activates on debug', () => {
+  it('package.json offers the three attach snippets under its own debugger key, and the amqpTunnel schema on each type', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
-    const labels = pkg.contributes.debuggers.flatMap((d: { configurationSnippets: Array<{ label: string }> }) => d.configurationSnippets.map((s) => s.label));
-    assert.deepEqual(labels, ['Attach to Node.js over AMQP', 'Attach to Python over AMQP', 'Attach to Java over AMQP']);
-    for (const d of pkg.contributes.debuggers) {
-      for (const s of d.configurationSnippets) {
-        assert.equal(s.body.type, d.type);
-        assert.equal(s.body.request, 'attach');
-        assert.ok(s.body.amqpTunnel.queue, `${s.label} names a queue`);
-      }
+    // Snippets contributed to another extension's debugger type are lost or hide that extension's own
+    // (VS Code merges arrays by replacing them), so they live under a type key of ours with no adapter.
+    const own = pkg.contributes.debuggers.find((d: { type: string }) => d.type === TASK_TYPE);
+    assert.equal(own.label, undefined, 'no adapter, no label: never offered as a debugger');
+    const snippets = own.configurationSnippets as Array<{ label: string; body: { type: string; request: string; amqpTunnel: { queue: string } } }>;
+    assert.deepEqual(
+      snippets.map((s) => [s.label, s.body.type]),
+      [
+        ['Attach to Node.js over AMQP', 'node'],
+        ['Attach to Python over AMQP', 'debugpy'],
+        ['Attach to Java over AMQP', 'java'],
+      ],
+    );
+    for (const s of snippets) {
+      assert.equal(s.body.request, 'attach');
+      assert.ok(s.body.amqpTunnel.queue, `${s.label} names a queue`);
+    }
+    for (const type of ['node', 'debugpy', 'java']) {
+      const d = pkg.contributes.debuggers.find((x: { type: string }) => x.type === type);
+      assert.deepEqual(Object.keys(d).sort(), ['configurationAttributes', 'type'], `${type}: only the amqpTunnel attribute is added`);
+      assert.ok(d.configurationAttributes.attach.properties.amqpTunnel);
     }
     assert.ok(pkg.activationEvents.includes('onDebug'));
     const palette = pkg.contributes.menus.commandPalette.find((m: { command: string }) => m.command === COMMANDS.localPort);

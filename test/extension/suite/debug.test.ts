@@ -179,6 +179,13 @@ describe('debugging a remote Node program through a tunnel', function () {
     };
     fs.mkdirSync(path.join(folder.uri.fsPath, '.vscode'), { recursive: true });
     fs.writeFileSync(path.join(folder.uri.fsPath, '.vscode', 'tasks.json'), JSON.stringify(tasks, null, 2));
+    // launch.json with an input that names the queue (README, way 3).
+    const launch = {
+      version: '0.2.0',
+      configurations: [{ type: 'node', request: 'attach', name: 'Attach with an input', address: '127.0.0.1', port: '${input:appPort}' }],
+      inputs: [{ id: 'appPort', type: 'command', command: COMMANDS.localPort, args: { queue, broker: BROKER } }],
+    };
+    fs.writeFileSync(path.join(folder.uri.fsPath, '.vscode', 'launch.json'), JSON.stringify(launch, null, 2));
     const deadline = Date.now() + 20_000;
     for (;;) {
       const found = await vscode.tasks.fetchTasks({ type: TASK_TYPE });
@@ -305,6 +312,44 @@ describe('debugging a remote Node program through a tunnel', function () {
       if (fwd) await run(COMMANDS.remove, { id: fwd.id });
       for (const e of others) await api.manager.restart(e).catch(() => undefined);
     }
+  });
+
+  it('an input running amqpTunnel.localPort with a queue starts the forward without asking (launch.json by name)', async () => {
+    const watch = watchSessions();
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!vscode.workspace.getConfiguration('launch', folder.uri).get<Array<{ name: string }>>('configurations')?.some((c) => c.name === 'Attach with an input')) {
+        if (Date.now() > deadline) throw new Error('launch.json was not picked up');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(await vscode.debug.startDebugging(folder, 'Attach with an input'), true, 'the session started');
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      const entry = api.manager.list().find((e) => e.spec.queue === queue && e.state === 'ready');
+      assert.ok(entry, 'the command started a forward of the queue');
+      assert.equal(root.configuration.port, Number(entry.localAddress.split(':')[1]));
+      await endSessions(watch);
+      await api.manager.remove(entry);
+    } finally {
+      watch.dispose();
+    }
+  });
+
+  it('launch.json offers the "over AMQP" attach snippets (Add Configuration...)', async () => {
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(path.join(folder.uri.fsPath, '.vscode', 'launch.json')));
+    const text = doc.getText();
+    // Inside the configurations array, just after its "[".
+    const at = doc.positionAt(text.indexOf('[', text.indexOf('"configurations"')) + 1);
+    const deadline = Date.now() + 30_000;
+    let labels: string[] = [];
+    const want = ['Attach to Node.js over AMQP', 'Attach to Python over AMQP', 'Attach to Java over AMQP'];
+    while (Date.now() < deadline) {
+      const list = await vscode.commands.executeCommand<vscode.CompletionList>('vscode.executeCompletionItemProvider', doc.uri, at);
+      labels = list.items.map((i) => (typeof i.label === 'string' ? i.label : i.label.label));
+      if (want.every((w) => labels.includes(w))) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const w of want) assert.ok(labels.includes(w), `"${w}" is offered among ${JSON.stringify(labels)}`);
   });
 
   it('Attach Debugger on a forward in the Tunnels view starts a Node session on its local address', async () => {
