@@ -87,6 +87,7 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
   private closed = false;
   private watch?: vscode.Disposable;
   private current?: TaskRun;
+  private settle: () => void = () => undefined;
 
   constructor(
     private readonly s: Services,
@@ -109,13 +110,12 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
   }
 
   private async run(): Promise<void> {
-    let settle!: () => void;
     const parsed = parseTaskDefinition(this.definition);
     const run: TaskRun = {
       label: this.label,
       definition: typeof parsed === 'string' ? { type: TASK_TYPE, queue: String(this.definition.queue), localPort: Number(this.definition.localPort) } : parsed,
       state: 'starting',
-      settled: new Promise<void>((r) => (settle = r)),
+      settled: new Promise<void>((r) => (this.settle = r)),
     };
     this.record(run);
     this.current = run;
@@ -124,7 +124,7 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
       run.failure = why;
       this.line(TASK_LINES.failed(why));
       this.s.log.error(`task '${this.label}': ${why}`);
-      settle();
+      this.settle();
       void this.finish(1, 'it failed');
     };
     if (typeof parsed === 'string') {
@@ -147,9 +147,13 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
     } catch (err) {
       return fail((err as Error).message);
     }
-    if (this.closed) return;
+    if (this.closed) {
+      // Terminated while starting: give back what this run started.
+      if (this.started) await releaseForward(this.s, this.entry, `task '${this.label}' was terminated while starting`).catch(() => undefined);
+      return;
+    }
     run.state = 'ready';
-    settle();
+    this.settle();
     this.line(TASK_LINES.ready(this.entry.localAddress, parsed.queue, this.entry.brokerAddress));
     if (!this.started) this.line(`(reusing the forward that was running already; it keeps running when this task ends)`);
     this.follow(this.entry);
@@ -181,6 +185,7 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
     this.closed = true;
     this.watch?.dispose();
     if (this.current && this.current.state !== 'failed') this.current.state = 'ended';
+    this.settle();
     if (this.entry && this.started) await releaseForward(this.s, this.entry, `task '${this.label}' ended (${why})`).catch(() => undefined);
     this.closeEmitter.fire(code);
   }

@@ -427,6 +427,29 @@ describe('debugging a remote Node program through a tunnel', function () {
     }
   });
 
+  it('broker down: the launch fails at once with the broker\'s name, address and the cause', async () => {
+    const port = await freePort(); // nothing listens there
+    await run(COMMANDS.addBroker, { name: 'down-debug-broker', url: `amqp://127.0.0.1:${port}` });
+    const watch = watchSessions();
+    try {
+      const failure = nextFailure(api);
+      const ok = await vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach while the broker is down',
+        amqpTunnel: { queue, broker: 'down-debug-broker' },
+      });
+      assert.equal(ok, false);
+      const f = await failure;
+      assert.match(f.message, new RegExp(`^Cannot start 'Attach while the broker is down': broker 'down-debug-broker' \\(amqp://127\\.0\\.0\\.1:${port}\\): cannot reach the broker at 127\\.0\\.0\\.1:${port}: connection refused`));
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      assert.equal(api.manager.list().filter((e) => e.spec.broker === 'down-debug-broker').length, 0, 'no forward was left behind');
+    } finally {
+      watch.dispose();
+      await run(COMMANDS.removeBroker, { name: 'down-debug-broker' });
+    }
+  });
+
   it('nothing published on the queue: the preLaunchTask fails with exit code 1 and the launch is cancelled with the cause', async () => {
     const watch = watchSessions();
     try {
