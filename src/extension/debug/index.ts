@@ -23,6 +23,7 @@ export interface DebugFailure {
 
 export interface DebugSupport {
   tasks: TunnelTasks;
+  provider: TunnelDebugProvider;
   /** Fires with each failure shown to the user (the notification's text), for tests. */
   onDidReportFailure: vscode.Event<DebugFailure>;
   /** Fires with each warning about a live session's tunnel (the notification's text), for tests. */
@@ -59,5 +60,5 @@ export function registerDebugSupport(context: vscode.ExtensionContext, s: Servic
     vscode.commands.registerCommand(COMMANDS.localPort, (args?: unknown) => localPortCommand(s, args, report)),
     vscode.commands.registerCommand(COMMANDS.attachDebugger, (ref?: Node | { id: string; type?: string }) => attachDebuggerCommand(s, ref)),
   );
-  return { tasks, onDidReportFailure: failures.event, onDidWarn: warnings.event };
+  return { tasks, provider, onDidReportFailure: failures.event, onDidWarn: warnings.event };
 }
