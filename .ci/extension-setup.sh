@@ -20,6 +20,10 @@ log() { printf '== extension-setup: %s\n' "$*"; }
 # 1. OS packages (apt-get update only when something is missing)
 missing=()
 for p in chromium libkrb5-dev; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# The far ends of the debugging tests (test/extension/suite/debug-*.test.ts): a JVM with
+# JDWP (run as `java File.java`, so a JDK) and debugpy in the system Python.
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+dpkg -s python3-debugpy >/dev/null 2>&1 || missing+=(python3-debugpy)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   apt-get update -qq
