@@ -10,8 +10,11 @@ import type { Services } from '../commands';
 import type { TunnelEntry } from '../manager';
 import { parseBind } from '../../tunnel/spec';
 
+/** The local port a session attached to, when it attached to this machine (a forward only listens here). */
 function attachedPort(config: vscode.DebugConfiguration): number | undefined {
-  const connect = config.connect as { port?: unknown } | undefined;
+  const connect = config.connect as { host?: unknown; port?: unknown } | undefined;
+  const host = connect?.host ?? config.address ?? config.hostName ?? config.host;
+  if (host !== undefined && !['127.0.0.1', 'localhost', '::1', '[::1]'].includes(String(host))) return undefined;
   const port = Number(connect?.port ?? config.port);
   return Number.isInteger(port) && port > 0 ? port : undefined;
 }
