@@ -13,7 +13,6 @@
  * forward and publish resolve to a TunnelSummary, or undefined when the user
  * cancelled or the tunnel failed (the failure is shown as one notification).
  */
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type { Brokers } from './brokers';
@@ -33,7 +32,7 @@ import {
   type TunnelSpec,
 } from './model';
 import type { Node, TunnelTree } from './tree';
-import { formatHostPort, parseBind, parseTarget } from '../tunnel/spec';
+import { formatHostPort, freePort, parseBind, parseTarget } from '../tunnel/spec';
 
 export interface TunnelSummary {
   id: string;
@@ -119,7 +118,7 @@ async function forwardCommand(s: Services, args: { broker?: string; queue?: stri
     (await vscode.window.showInputBox({
       title,
       prompt: 'Local port to listen on, or address:port (127.0.0.1 unless you give an address; 0 picks a free port)',
-      value: String(await freePort()),
+      value: String(await freePort().catch(() => 0)),
       validateInput: bindInputProblem,
       ignoreFocusOut: true,
     }));
@@ -372,14 +371,3 @@ async function withTunnel<T>(s: Services, ref: TunnelRef, placeHolder: string, f
   return fn(entry);
 }
 
-/** A free local port for the forward prompt's default. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(0));
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}

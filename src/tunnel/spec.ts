@@ -15,6 +15,7 @@
  * every interface when listening (0.0.0.0) and the local machine when dialing.
  * Pass `emptyHost` to choose what an empty host means; without it, it is an error.
  */
+import * as net from 'node:net';
 import { TunnelError } from '../common/errors';
 import { queueNameProblem } from '../stream';
 
@@ -119,4 +120,16 @@ export function parseQueue(name: string): string {
 /** "127.0.0.1:9229", "[::1]:9229". */
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A TCP port that is free on `host` right now (the OS picks it; another process may take it later). */
+export function freePort(host = DEFAULT_HOST): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }

@@ -21,7 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
+import { freePort } from '../../src/tunnel/spec';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -59,16 +59,6 @@ const SESSIONS: Session[] = [
 ];
 const vsix = path.join(root, 'dist', 'amqp-tunnel.vsix');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A workspace folder whose settings name a broker and (for suites) keep two tunnels: a publish and a forward of one queue. */
 async function makeWorkspace(runDir: string, s: Session): Promise<string> {

@@ -15,6 +15,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { freePort } from '../../../src/tunnel/spec';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
@@ -25,16 +26,6 @@ const BROKER = 'python-debug-broker';
 // Debian's python3-debugpy lives in the system Python, which a pyenv or venv on PATH may hide.
 const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * True when something listens on 127.0.0.1:port, read from /proc/net/tcp:

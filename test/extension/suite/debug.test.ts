@@ -8,7 +8,7 @@
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import { freePort } from '../../../src/tunnel/spec';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
@@ -77,16 +77,6 @@ async function remoteNodeProgram(queue: string): Promise<{ debuggee: Child; publ
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Sessions started from now on, and a way to wait for the one that can evaluate in the target. */
 function watchSessions(): { sessions: vscode.DebugSession[]; ended: vscode.DebugSession[]; dispose: () => void } {
