@@ -123,6 +123,9 @@ function tlsProblem(code: string, msg: string, where: string): string {
   if (/wrong version number|packet length too long|unknown protocol|http request/i.test(reason)) {
     return `the server at ${where} does not speak TLS on that port — use amqp:// for a plain port, or the broker's TLS port (usually 5671) with amqps://`;
   }
+  if (/protocol version|unsupported protocol|no protocols available/i.test(reason)) {
+    return `the broker at ${where} and this client share no TLS version (${reason}) — lower the minimum (--tls-min / the 'minVersion' option) or enable a newer TLS version on the broker`;
+  }
   if (code.includes('CERT') || /certificate/i.test(reason) || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE') {
     return `the broker's TLS certificate at ${where} is not trusted (${reason}) — pass the CA that signed it (--ca FILE / the 'ca' option), or check the host name`;
   }
