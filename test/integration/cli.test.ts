@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { brokerConnectionNames } from './support';
 import { CLI, Cli } from './clirunner';
+import { freePort } from '../../src/tunnel/spec';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 let n = 0;
@@ -278,6 +279,45 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
       assert.equal(r.code, 1, second.stderr);
       assertOneLineError(second.stderr, new RegExp(`queue '${queue}'.*already in use`));
     });
+  });
+
+  it('shows a live status line on a terminal: state, open and total connections, bytes', async function () {
+    this.timeout(30_000);
+    const echo = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.pipe(s);
+    });
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    cleanup.push(() => void echo.close());
+    const queue = uniqueQueue();
+    const pub = cli(['publish', String((echo.address() as net.AddressInfo).port), '--queue', queue, '--json']);
+    await pub.ready();
+    const port = await freePort();
+    // `script` gives the CLI a real terminal; its output is the terminal's.
+    const term = spawn('script', ['-qfec', `${process.execPath} ${CLI} forward ${queue} 127.0.0.1:${port}`, '/dev/null'], {
+      env: { ...process.env, AMQP_URL: BROKER },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    cleanup.push(async () => {
+      if (term.exitCode === null) term.kill('SIGKILL');
+    });
+    let screen = '';
+    term.stdout!.on('data', (d: Buffer) => (screen += d.toString()));
+    const until = async (re: RegExp): Promise<void> => {
+      const end = Date.now() + 15_000;
+      while (!re.test(screen)) {
+        if (Date.now() > end) throw new Error(`no ${re} on the terminal; it shows:\n${JSON.stringify(screen)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until(/ready/);
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => undefined);
+    c.write('hello');
+    await once(c, 'data');
+    await until(/\r\x1b\[Kready \| 1 open, 1 total \| out 5 B in 5 B/);
+    c.destroy();
   });
 
   it('check says "ready for tunnels" for a working broker and names the problem for a wrong password', async () => {
