@@ -16,7 +16,7 @@ import type { DebugFailure } from '../../../src/extension/debug';
 import { COMMANDS, TASK_TYPE } from '../../../src/extension/ids';
 import type { TunnelSummary } from '../../../src/extension/commands';
 import { FaultProxy } from '../../integration/faultproxy';
-import { EXTENSION_ID, connectError, extensionApi, itemOf, run, uniqueQueue, waitFor } from './helpers';
+import { EXTENSION_ID, answerQuickPick, connectError, extensionApi, itemOf, run, uniqueQueue, waitFor } from './helpers';
 
 const BROKER = 'debug-broker';
 const BROKER_ADDRESS = 'amqp://guest@127.0.0.1:5672';
@@ -304,6 +304,100 @@ describe('debugging a remote Node program through a tunnel', function () {
     }
   });
 
+  it('${command:amqpTunnel.localPort} with several ready forwards asks which one and gives the port of the one picked', async () => {
+    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+    for (const e of others) await api.manager.stop(e);
+    const watch = watchSessions();
+    const started: TunnelSummary[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+        assert.ok(fwd);
+        started.push(fwd);
+      }
+      // The pick lists the ready forwards in the view's order; Enter takes the first.
+      const ready = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+      assert.equal(ready.length, 2);
+      const launch = vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach through a picked forward',
+        address: '127.0.0.1',
+        port: '${command:amqpTunnel.localPort}',
+      });
+      assert.equal(await answerQuickPick(launch, 'accept'), true, 'the session started once a forward was picked');
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      assert.equal(root.configuration.port, Number(ready[0].localAddress.split(':')[1]), 'the port of the forward picked');
+      await endSessions(watch);
+    } finally {
+      watch.dispose();
+      for (const f of started) await run(COMMANDS.remove, { id: f.id });
+      for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  });
+
+  it('${command:amqpTunnel.localPort} with several ready forwards: escaping the pick cancels the launch', async () => {
+    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+    for (const e of others) await api.manager.stop(e);
+    const watch = watchSessions();
+    const started: TunnelSummary[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+        assert.ok(fwd);
+        started.push(fwd);
+      }
+      const launch = vscode.debug.startDebugging(folder, {
+        type: 'node',
+        request: 'attach',
+        name: 'Attach, then change my mind',
+        address: '127.0.0.1',
+        port: '${command:amqpTunnel.localPort}',
+      });
+      assert.equal(await answerQuickPick(launch, 'escape'), false, 'the launch was cancelled');
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      for (const f of started) assert.equal(api.manager.get(f.id)?.state, 'ready', 'the forwards keep running');
+    } finally {
+      watch.dispose();
+      for (const f of started) await run(COMMANDS.remove, { id: f.id });
+      for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  });
+
+  it('${command:amqpTunnel.localPort} with no ready forward offers to start one; dismissing the offer cancels the launch', async () => {
+    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+    for (const e of others) await api.manager.stop(e);
+    const watch = watchSessions();
+    try {
+      const launch = Promise.resolve(
+        vscode.debug.startDebugging(folder, {
+          type: 'node',
+          request: 'attach',
+          name: 'Attach with nothing forwarded',
+          address: '127.0.0.1',
+          port: '${command:amqpTunnel.localPort}',
+        }),
+      );
+      // The offer is a notification: the launch waits on it until the user answers or closes it.
+      let settled = false;
+      void launch.finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(settled, false, 'the launch waits for an answer to the offer');
+      const deadline = Date.now() + 15_000;
+      while (!settled && Date.now() < deadline) {
+        await vscode.commands.executeCommand('notifications.clearAll');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(await launch, false, 'the launch was cancelled');
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      assert.equal(api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready').length, 0, 'no forward was started');
+    } finally {
+      watch.dispose();
+      for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  });
+
   it('an input running amqpTunnel.localPort with a queue starts the forward without asking (launch.json by name)', async () => {
     const watch = watchSessions();
     try {
@@ -353,6 +447,28 @@ describe('debugging a remote Node program through a tunnel', function () {
       assert.equal(await evaluate(watch), '42');
       const root = watch.sessions.find((s) => !s.parentSession)!;
       assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
+      await endSessions(watch);
+      assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'the forward keeps running');
+    } finally {
+      watch.dispose();
+      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
+    }
+  });
+
+  it('Attach Debugger without a debug type asks what runs on the remote side; Node.js attaches, escaping starts nothing', async () => {
+    const watch = watchSessions();
+    let fwd: TunnelSummary | undefined;
+    try {
+      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+      assert.ok(fwd);
+      assert.equal(await answerQuickPick(run<boolean>(COMMANDS.attachDebugger, { id: fwd.id }), 'escape'), false, 'escaping the pick attaches nothing');
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      // Node.js is the first choice.
+      assert.equal(await answerQuickPick(run<boolean>(COMMANDS.attachDebugger, { id: fwd.id }), 'accept'), true);
+      assert.equal(await evaluate(watch), '42');
+      const root = watch.sessions.find((s) => !s.parentSession)!;
+      assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
+      assert.equal(root.configuration.address, '127.0.0.1');
       await endSessions(watch);
       assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'the forward keeps running');
     } finally {

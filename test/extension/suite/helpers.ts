@@ -143,3 +143,25 @@ export function entryOf(api: AmqpTunnelApi, s: TunnelSummary): TunnelEntry {
 export async function run<T>(command: string, ...args: unknown[]): Promise<T> {
   return (await vscode.commands.executeCommand(command, ...args)) as T;
 }
+
+/**
+ * Answer the quick pick that `pending` (a command or a launch) is waiting on,
+ * the way a user would with the keyboard: `workbench.action.acceptSelectedQuickOpenItem`
+ * (Enter on the first item) or `workbench.action.closeQuickOpen` (Escape).
+ * The pick opens some time after the call starts and no API tells when, so
+ * the answer is repeated until `pending` settles; with no pick open it does nothing.
+ */
+export async function answerQuickPick<T>(pending: Thenable<T>, answer: 'accept' | 'escape', timeoutMs = 15_000): Promise<T> {
+  let settled = false;
+  const result = Promise.resolve(pending).finally(() => {
+    settled = true;
+  });
+  const command = answer === 'accept' ? 'workbench.action.acceptSelectedQuickOpenItem' : 'workbench.action.closeQuickOpen';
+  const deadline = Date.now() + timeoutMs;
+  while (!settled) {
+    if (Date.now() > deadline) throw new Error(`no quick pick was answered in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+    if (!settled) await vscode.commands.executeCommand(command);
+  }
+  return result;
+}
