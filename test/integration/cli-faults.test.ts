@@ -10,23 +10,13 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { FaultProxy } from './faultproxy';
 import { Cli } from './clirunner';
+import { echoServer } from './support';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 let n = 0;
 const uniqueQueue = (): string => `t-${process.pid}-${Date.now()}-${n++}`;
 const brokerPort = Number(new URL(BROKER).port || 5672);
 
-async function echoServer(): Promise<[net.Server, number, net.Socket[]]> {
-  const accepted: net.Socket[] = [];
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted.push(s);
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return [server, (server.address() as net.AddressInfo).port, accepted];
-}
 
 /** Connect, send one byte, wait for its echo: a live connection through the tunnel. */
 async function liveConnection(port: number): Promise<net.Socket> {
@@ -73,12 +63,9 @@ describe('amqp-tunnel under faults (processes, fault proxy, kill -9)', function 
     return p;
   };
   const echo = async (): Promise<[number, net.Socket[]]> => {
-    const [server, port, accepted] = await echoServer();
-    cleanup.push(() => {
-      for (const s of accepted) s.destroy();
-      server.close();
-    });
-    return [port, accepted];
+    const e = await echoServer();
+    cleanup.push(() => e.close());
+    return [e.port, e.accepted];
   };
 
   it('resets forwarded connections (RST, not FIN) when the forwarder loses the broker, refuses new ones meanwhile, and is ready within 2 s after the broker is back', async () => {

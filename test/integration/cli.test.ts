@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { brokerConnectionNames } from './support';
+import { brokerConnectionNames, echoServer } from './support';
 import { CLI, Cli } from './clirunner';
 import { freePort } from '../../src/tunnel/spec';
 
@@ -121,15 +121,10 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
   });
 
   it('ends open connections with EOF on the first SIGINT and exits at once on a second', async () => {
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => undefined);
-      s.pipe(s);
-    });
-    echo.listen(0, '127.0.0.1');
-    await once(echo, 'listening');
-    cleanup.push(() => void echo.close());
+    const echo = await echoServer();
+    cleanup.push(() => echo.close());
     const queue = uniqueQueue();
-    const pub = cli(['publish', String((echo.address() as net.AddressInfo).port), '--queue', queue, '--json']);
+    const pub = cli(['publish', String(echo.port), '--queue', queue, '--json']);
     await pub.ready();
     const fwd = cli(['forward', queue, '0', '--json']);
     const fport = await fwd.forwardPort();
@@ -283,15 +278,10 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
 
   it('shows a live status line on a terminal: state, open and total connections, bytes', async function () {
     this.timeout(30_000);
-    const echo = net.createServer((s) => {
-      s.on('error', () => undefined);
-      s.pipe(s);
-    });
-    echo.listen(0, '127.0.0.1');
-    await once(echo, 'listening');
-    cleanup.push(() => void echo.close());
+    const echo = await echoServer();
+    cleanup.push(() => echo.close());
     const queue = uniqueQueue();
-    const pub = cli(['publish', String((echo.address() as net.AddressInfo).port), '--queue', queue, '--json']);
+    const pub = cli(['publish', String(echo.port), '--queue', queue, '--json']);
     await pub.ready();
     const port = await freePort();
     // `script` gives the CLI a real terminal; its output is the terminal's.

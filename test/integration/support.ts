@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 
@@ -117,4 +118,29 @@ export async function brokerConnectionNames(): Promise<string[]> {
   type Conn = { client_properties: Array<[string, string, unknown]> };
   const conns = await rabbitmqctl<Conn>(['list_connections', 'client_properties']);
   return conns.map((c) => String(c.client_properties.find(([k]) => k === 'connection_name')?.[2] ?? ''));
+}
+
+/**
+ * A TCP echo server on 127.0.0.1, port 0, that passes half-close on
+ * (allowHalfOpen): `accepted` lists its connections, `close()` destroys
+ * them and stops listening.
+ */
+export async function echoServer(): Promise<{ server: net.Server; port: number; accepted: net.Socket[]; close(): void }> {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as net.AddressInfo).port,
+    accepted,
+    close() {
+      for (const s of accepted) s.destroy();
+      server.close();
+    },
+  };
 }

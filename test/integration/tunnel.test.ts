@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { forward, publish, type Tunnel } from '../../src/tunnel';
 import { TunnelError } from '../../src/common/errors';
 import type { Logger } from '../../src/common/logger';
-import { brokerView, uniqueQueue as uniqueName } from './support';
+import { brokerView, echoServer, uniqueQueue as uniqueName } from './support';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 let n = 0;
@@ -16,15 +16,6 @@ function memoryLogger(): Logger & { lines: string[] } {
   return { lines, debug: put, info: put, warn: put, error: put };
 }
 
-async function echoServer(): Promise<[net.Server, number]> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return [server, (server.address() as net.AddressInfo).port];
-}
 
 async function roundTrip(port: number, text: string): Promise<string> {
   const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
@@ -49,8 +40,8 @@ describe('publish and forward tunnels over a real broker', function () {
   }
 
   it('carries a TCP connection both ways, passes half-close, and counts bytes', async () => {
-    const [echo, echoPort] = await echoServer();
-    cleanup.push(() => void echo.close());
+    const { port: echoPort, close } = await echoServer();
+    cleanup.push(close);
     const queue = uniqueQueue();
     const pub = track(publish({ target: String(echoPort), queue, broker: BROKER }));
     await pub.ready;
@@ -115,8 +106,8 @@ describe('publish and forward tunnels over a real broker', function () {
   });
 
   it('ends open connections cleanly with EOF on stop()', async () => {
-    const [echo, echoPort] = await echoServer();
-    cleanup.push(() => void echo.close());
+    const { port: echoPort, close } = await echoServer();
+    cleanup.push(close);
     const queue = uniqueQueue();
     const pub = track(publish({ target: String(echoPort), queue, broker: BROKER }));
     await pub.ready;
