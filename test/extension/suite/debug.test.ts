@@ -150,6 +150,30 @@ describe('debugging a remote Node program through a tunnel', function () {
   let taskPort: number;
   let shortPort: number;
 
+  const readyForwards = () => api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+
+  /**
+   * Run `body` with exactly `count` ready forwards of the queue, started as a
+   * user would: other ready forwards are stopped meanwhile (with several the
+   * command variable asks which) and restarted afterwards.
+   */
+  async function withReadyForwards(count: number, body: (started: TunnelSummary[]) => Promise<void>): Promise<void> {
+    const others = readyForwards();
+    for (const e of others) await api.manager.stop(e);
+    const started: TunnelSummary[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+        assert.ok(fwd);
+        started.push(fwd);
+      }
+      await body(started);
+    } finally {
+      for (const f of started) await run(COMMANDS.remove, { id: f.id });
+      for (const e of others) await api.manager.restart(e).catch(() => undefined);
+    }
+  }
+
   before(async function () {
     api = await extensionApi();
     folder = vscode.workspace.workspaceFolders![0];
@@ -276,126 +300,104 @@ describe('debugging a remote Node program through a tunnel', function () {
   });
 
   it('${command:amqpTunnel.localPort} gives the port of the ready forward', async () => {
-    // Only this forward may be ready (with several the command asks which): stop the others for the test.
-    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
-    for (const e of others) await api.manager.stop(e);
-    const watch = watchSessions();
-    let fwd: TunnelSummary | undefined;
-    try {
-      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
-      assert.ok(fwd);
-      const ok = await vscode.debug.startDebugging(folder, {
-        type: 'node',
-        request: 'attach',
-        name: 'Attach with the command variable',
-        address: '127.0.0.1',
-        port: '${command:amqpTunnel.localPort}',
-      });
-      assert.equal(ok, true, 'the session started');
-      assert.equal(await evaluate(watch), '42');
-      const root = watch.sessions.find((s) => !s.parentSession)!;
-      assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
-      await endSessions(watch);
-      assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'a forward the user started keeps running');
-    } finally {
-      watch.dispose();
-      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
-      for (const e of others) await api.manager.restart(e).catch(() => undefined);
-    }
+    await withReadyForwards(1, async (started) => {
+      const fwd = started[0]!;
+      const watch = watchSessions();
+      try {
+        const ok = await vscode.debug.startDebugging(folder, {
+          type: 'node',
+          request: 'attach',
+          name: 'Attach with the command variable',
+          address: '127.0.0.1',
+          port: '${command:amqpTunnel.localPort}',
+        });
+        assert.equal(ok, true, 'the session started');
+        assert.equal(await evaluate(watch), '42');
+        const root = watch.sessions.find((s) => !s.parentSession)!;
+        assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
+        await endSessions(watch);
+        assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'a forward the user started keeps running');
+      } finally {
+        watch.dispose();
+      }
+    });
   });
 
   it('${command:amqpTunnel.localPort} with several ready forwards asks which one and gives the port of the one picked', async () => {
-    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
-    for (const e of others) await api.manager.stop(e);
-    const watch = watchSessions();
-    const started: TunnelSummary[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
-        assert.ok(fwd);
-        started.push(fwd);
+    await withReadyForwards(2, async () => {
+      const watch = watchSessions();
+      try {
+        // The pick lists the ready forwards in the view's order; Enter takes the first.
+        const ready = readyForwards();
+        assert.equal(ready.length, 2);
+        const launch = vscode.debug.startDebugging(folder, {
+          type: 'node',
+          request: 'attach',
+          name: 'Attach through a picked forward',
+          address: '127.0.0.1',
+          port: '${command:amqpTunnel.localPort}',
+        });
+        assert.equal(await answerQuickPick(launch, 'accept'), true, 'the session started once a forward was picked');
+        assert.equal(await evaluate(watch), '42');
+        const root = watch.sessions.find((s) => !s.parentSession)!;
+        assert.equal(root.configuration.port, Number(ready[0].localAddress.split(':')[1]), 'the port of the forward picked');
+        await endSessions(watch);
+      } finally {
+        watch.dispose();
       }
-      // The pick lists the ready forwards in the view's order; Enter takes the first.
-      const ready = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
-      assert.equal(ready.length, 2);
-      const launch = vscode.debug.startDebugging(folder, {
-        type: 'node',
-        request: 'attach',
-        name: 'Attach through a picked forward',
-        address: '127.0.0.1',
-        port: '${command:amqpTunnel.localPort}',
-      });
-      assert.equal(await answerQuickPick(launch, 'accept'), true, 'the session started once a forward was picked');
-      assert.equal(await evaluate(watch), '42');
-      const root = watch.sessions.find((s) => !s.parentSession)!;
-      assert.equal(root.configuration.port, Number(ready[0].localAddress.split(':')[1]), 'the port of the forward picked');
-      await endSessions(watch);
-    } finally {
-      watch.dispose();
-      for (const f of started) await run(COMMANDS.remove, { id: f.id });
-      for (const e of others) await api.manager.restart(e).catch(() => undefined);
-    }
+    });
   });
 
   it('${command:amqpTunnel.localPort} with several ready forwards: escaping the pick cancels the launch', async () => {
-    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
-    for (const e of others) await api.manager.stop(e);
-    const watch = watchSessions();
-    const started: TunnelSummary[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
-        assert.ok(fwd);
-        started.push(fwd);
+    await withReadyForwards(2, async (started) => {
+      const watch = watchSessions();
+      try {
+        const launch = vscode.debug.startDebugging(folder, {
+          type: 'node',
+          request: 'attach',
+          name: 'Attach, then change my mind',
+          address: '127.0.0.1',
+          port: '${command:amqpTunnel.localPort}',
+        });
+        assert.equal(await answerQuickPick(launch, 'escape'), false, 'the launch was cancelled');
+        assert.equal(watch.sessions.length, 0, 'no debugger was started');
+        for (const f of started) assert.equal(api.manager.get(f.id)?.state, 'ready', 'the forwards keep running');
+      } finally {
+        watch.dispose();
       }
-      const launch = vscode.debug.startDebugging(folder, {
-        type: 'node',
-        request: 'attach',
-        name: 'Attach, then change my mind',
-        address: '127.0.0.1',
-        port: '${command:amqpTunnel.localPort}',
-      });
-      assert.equal(await answerQuickPick(launch, 'escape'), false, 'the launch was cancelled');
-      assert.equal(watch.sessions.length, 0, 'no debugger was started');
-      for (const f of started) assert.equal(api.manager.get(f.id)?.state, 'ready', 'the forwards keep running');
-    } finally {
-      watch.dispose();
-      for (const f of started) await run(COMMANDS.remove, { id: f.id });
-      for (const e of others) await api.manager.restart(e).catch(() => undefined);
-    }
+    });
   });
 
   it('${command:amqpTunnel.localPort} with no ready forward offers to start one; dismissing the offer cancels the launch', async () => {
-    const others = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
-    for (const e of others) await api.manager.stop(e);
-    const watch = watchSessions();
-    try {
-      const launch = Promise.resolve(
-        vscode.debug.startDebugging(folder, {
-          type: 'node',
-          request: 'attach',
-          name: 'Attach with nothing forwarded',
-          address: '127.0.0.1',
-          port: '${command:amqpTunnel.localPort}',
-        }),
-      );
-      // The offer is a notification: the launch waits on it until the user answers or closes it.
-      let settled = false;
-      void launch.finally(() => (settled = true));
-      await new Promise((r) => setTimeout(r, 1000));
-      assert.equal(settled, false, 'the launch waits for an answer to the offer');
-      const deadline = Date.now() + 15_000;
-      while (!settled && Date.now() < deadline) {
-        await vscode.commands.executeCommand('notifications.clearAll');
-        await new Promise((r) => setTimeout(r, 250));
+    await withReadyForwards(0, async () => {
+      const watch = watchSessions();
+      try {
+        const launch = Promise.resolve(
+          vscode.debug.startDebugging(folder, {
+            type: 'node',
+            request: 'attach',
+            name: 'Attach with nothing forwarded',
+            address: '127.0.0.1',
+            port: '${command:amqpTunnel.localPort}',
+          }),
+        );
+        // The offer is a notification: the launch waits on it until the user answers or closes it.
+        let settled = false;
+        void launch.finally(() => (settled = true));
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(settled, false, 'the launch waits for an answer to the offer');
+        const deadline = Date.now() + 15_000;
+        while (!settled && Date.now() < deadline) {
+          await vscode.commands.executeCommand('notifications.clearAll');
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        assert.equal(await launch, false, 'the launch was cancelled');
+        assert.equal(watch.sessions.length, 0, 'no debugger was started');
+        assert.equal(readyForwards().length, 0, 'no forward was started');
+      } finally {
+        watch.dispose();
       }
-      assert.equal(await launch, false, 'the launch was cancelled');
-      assert.equal(watch.sessions.length, 0, 'no debugger was started');
-      assert.equal(api.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready').length, 0, 'no forward was started');
-    } finally {
-      watch.dispose();
-      for (const e of others) await api.manager.restart(e).catch(() => undefined);
-    }
+    });
   });
 
   it('an input running amqpTunnel.localPort with a queue starts the forward without asking (launch.json by name)', async () => {
