@@ -18,7 +18,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Op
 import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { brokerConnectError, channelError } from './brokerErrors';
-import { PROTOCOL_VERSION } from './protocol';
+import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
 import { assertQueueName, parseStreamUrl, type StreamUrl } from './url';
@@ -56,6 +56,12 @@ export interface ConnectOptions {
   handshakeTimeout?: number;
   /** Highest protocol version to offer or accept (default 2; 1 behaves exactly like the Go library). */
   protocolVersion?: 1 | 2;
+  /**
+   * The optional v2 features to offer or accept (default: every feature this
+   * version implements). A feature is used on a stream only when both ends
+   * list it; pass [] to speak plain v2 (resets and pings) as amqp-tunnel 0.1.0 does.
+   */
+  features?: Feature[];
   /** Channels in the consumer pool (default 4). */
   consumerChannels?: number;
   /**
@@ -74,6 +80,8 @@ interface ResolvedOptions {
   prefetch: number;
   handshakeTimeout: number;
   protocolVersion: number;
+  /** The optional v2 features this end offers or accepts (docs/protocol.md, "Features"). */
+  features: ReadonlySet<Feature>;
 }
 
 /** Internal: what a socket or server needs from its connection. */
@@ -98,6 +106,9 @@ export interface ConsumerHandle {
   channel: Channel;
   consumerTag: string;
 }
+
+/** The v2 features this version implements and offers by default (each is added as it lands). */
+export const DEFAULT_FEATURES: readonly Feature[] = [];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -187,6 +198,7 @@ export class Connection extends EventEmitter implements Transport {
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
+      features: new Set(options.features ?? DEFAULT_FEATURES),
     };
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
     this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);

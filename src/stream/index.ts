@@ -22,7 +22,7 @@ export { StreamSocket, type SocketOptions } from './socket';
 export { TunnelError, type ErrorCode } from '../common/errors';
 export type { Logger } from '../common/logger';
 export { parseStreamUrl, redactUrl, queueNameProblem, type StreamUrl } from './url';
-export { PROTOCOL_VERSION } from './protocol';
+export { PROTOCOL_VERSION, FEATURES, type Feature } from './protocol';
 
 function queueOf(url: string): string {
   const q = parseStreamUrl(url).serverQueue;

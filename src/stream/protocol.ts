@@ -63,9 +63,49 @@ export function publishOptions(extra?: Options.Publish): Options.Publish {
   return { mandatory: true, deliveryMode: 1, ...extra };
 }
 
-/** Handshake headers: the offer (client) or the acceptance (listener). */
-export function handshakeHeaders(version: number): Record<string, unknown> {
-  return { [VERSION_HEADER]: version };
+/**
+ * v2 handshake header listing the optional features the sender speaks, comma
+ * separated. A feature is in use only when both handshake messages list it
+ * (the listener's reply lists the intersection). A peer that sends no such
+ * header (amqp-tunnel 0.1.0) speaks plain v2: resets and pings.
+ */
+export const FEATURES_HEADER = 'x-amqp-stream-features';
+
+/**
+ * The optional v2 features, in the order they are specified in
+ * docs/protocol.md. Each is negotiated on its own, so each can land (and be
+ * turned off) without breaking peers that lack it.
+ */
+export const FEATURES = ['presence', 'credit', 'seq', 'auth', 'aead', 'resume'] as const;
+export type Feature = (typeof FEATURES)[number];
+
+/** The features a handshake message lists (unknown tokens are ignored; none for v1 or a 0.1.0 peer). */
+export function peerFeatures(headers: Record<string, unknown> | undefined): Set<Feature> {
+  const raw = headers?.[FEATURES_HEADER];
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : '';
+  const out = new Set<Feature>();
+  for (const token of text.split(',')) {
+    const t = token.trim();
+    if ((FEATURES as readonly string[]).includes(t)) out.add(t as Feature);
+  }
+  return out;
+}
+
+/** The features both ends speak: what the listener puts on its reply and both then use. */
+export function commonFeatures(offered: Iterable<Feature>, ours: Iterable<Feature>): Set<Feature> {
+  const mine = new Set(ours);
+  return new Set([...offered].filter((f) => mine.has(f)));
+}
+
+/**
+ * Handshake headers: the offer (client) or the acceptance (listener). The
+ * features header is sent only when there is at least one feature, so a
+ * connection that enables none puts exactly 0.1.0's bytes on the wire.
+ */
+export function handshakeHeaders(version: number, features: Iterable<Feature> = []): Record<string, unknown> {
+  const list = [...features];
+  if (version < 2 || list.length === 0) return { [VERSION_HEADER]: version };
+  return { [VERSION_HEADER]: version, [FEATURES_HEADER]: list.join(',') };
 }
 
 /** Reset message options (v2 only). */

@@ -13,7 +13,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { channelError } from './brokerErrors';
 import type { Connection } from './connection';
-import { connectionRequestProblem, peerVersion } from './protocol';
+import { connectionRequestProblem, peerFeatures, peerVersion } from './protocol';
 import { StreamSocket, type SocketOptions } from './socket';
 import { assertQueueName, formatStreamAddress } from './url';
 
@@ -119,7 +119,7 @@ export class StreamServer extends EventEmitter {
       this.connections.delete(socket);
       this.maybeClosed();
     });
-    socket._accept(this.conn, queue, clientQueue, peerVersion(msg.properties.headers)).then(
+    socket._accept(this.conn, queue, clientQueue, peerVersion(msg.properties.headers), peerFeatures(msg.properties.headers)).then(
       () => {
         safeAck(ch, msg);
         if (!socket.destroyed) this.emit('connection', socket);

@@ -21,14 +21,17 @@ import type { ConsumerHandle, Transport } from './connection';
 import { MessagePacker } from './packer';
 import {
   classify,
+  commonFeatures,
   handshakeHeaders,
   isPing,
   negotiate,
+  peerFeatures,
   peerVersion,
   pingOptions,
   publishOptions,
   resetOptions,
 } from './protocol';
+import type { Feature } from './protocol';
 import { formatStreamAddress } from './url';
 
 export interface SocketOptions {
@@ -55,6 +58,8 @@ export class StreamSocket extends Duplex {
   bytesWritten = 0;
   /** The protocol version in use (1 = the Go library's), known after 'connect'. */
   protocolVersion = 0;
+  /** The optional v2 features both ends agreed on (empty for v1 and plain v2), known after 'connect'. */
+  features: ReadonlySet<Feature> = new Set();
 
   private transport?: Transport;
   private serverQueue = '';
@@ -166,7 +171,7 @@ export class StreamSocket extends Duplex {
           EMPTY,
           publishOptions({
             replyTo: consumer.queue,
-            headers: version >= 2 ? handshakeHeaders(version) : undefined,
+            headers: version >= 2 ? handshakeHeaders(version, transport.options.features) : undefined,
           }),
         );
         const ms = transport.options.handshakeTimeout;
@@ -183,7 +188,13 @@ export class StreamSocket extends Duplex {
   }
 
   /** @internal Listener side: answer the client's handshake on our own queue. */
-  async _accept(transport: Transport, serverQueue: string, clientQueue: string, offered: number): Promise<void> {
+  async _accept(
+    transport: Transport,
+    serverQueue: string,
+    clientQueue: string,
+    offered: number,
+    offeredFeatures: ReadonlySet<Feature> = new Set(),
+  ): Promise<void> {
     this.transport = transport;
     this.serverQueue = serverQueue;
     this.packer = new MessagePacker(transport.options.maxMessageSize);
@@ -195,14 +206,15 @@ export class StreamSocket extends Duplex {
       return;
     }
     const version = Math.min(negotiate(offered), transport.options.protocolVersion);
+    const features = version >= 2 ? commonFeatures(offeredFeatures, transport.options.features) : new Set<Feature>();
     this.peerQueue = clientQueue;
     transport.watchReturns(clientQueue, (msg) => this.onDataReturned(msg));
     transport.publish(
       clientQueue,
       EMPTY,
-      publishOptions({ replyTo: consumer.queue, headers: version >= 2 ? handshakeHeaders(version) : undefined }),
+      publishOptions({ replyTo: consumer.queue, headers: version >= 2 ? handshakeHeaders(version, features) : undefined }),
     );
-    this.opened(version);
+    this.opened(version, features);
   }
 
   private onHandshakeReturned(_msg: Message): void {
@@ -216,9 +228,10 @@ export class StreamSocket extends Duplex {
     );
   }
 
-  private opened(version: number): void {
+  private opened(version: number, features: ReadonlySet<Feature>): void {
     this.state = 'open';
     this.protocolVersion = version;
+    this.features = features;
     clearTimeout(this.handshakeTimer);
     this.touch();
     const waiting = this.whenOpen;
@@ -270,7 +283,9 @@ export class StreamSocket extends Duplex {
     t.watchReturns(replyTo, (m) => this.onDataReturned(m));
     const offered = t.options.protocolVersion;
     const version = offered >= 2 ? Math.min(offered, peerVersion(msg.properties.headers)) : 1;
-    this.opened(version);
+    // The reply lists what the listener accepted; never use more than we offered.
+    const features = version >= 2 ? commonFeatures(peerFeatures(msg.properties.headers), t.options.features) : new Set<Feature>();
+    this.opened(version, features);
   }
 
   private onStreamMessage(msg: ConsumeMessage): void {

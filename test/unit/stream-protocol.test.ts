@@ -1,12 +1,16 @@
 import * as assert from 'node:assert/strict';
 import { MessagePacker } from '../../src/stream/packer';
 import {
+  FEATURES_HEADER,
   PING_HEADER,
   RESET_HEADER,
   VERSION_HEADER,
   classify,
+  commonFeatures,
   connectionRequestProblem,
+  handshakeHeaders,
   negotiate,
+  peerFeatures,
   peerVersion,
   pingOptions,
   resetOptions,
@@ -72,5 +76,30 @@ describe('wire protocol vocabulary', () => {
     assert.match(connectionRequestProblem({ content: Buffer.from('hi'), properties: { replyTo: 'q' } })!, /2-byte body/);
     assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: {} })!, /no reply-to/);
     assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: '' } })!, /no reply-to/);
+  });
+});
+
+describe('v2 feature negotiation (x-amqp-stream-features)', () => {
+  it('reads the features a handshake lists and ignores unknown tokens and spacing', () => {
+    assert.deepEqual([...peerFeatures({ [FEATURES_HEADER]: 'credit, seq,warp-drive,,presence' })], ['credit', 'seq', 'presence']);
+    assert.deepEqual([...peerFeatures({ [FEATURES_HEADER]: Buffer.from('seq') })], ['seq']);
+  });
+
+  it('finds no features on a v1 or 0.1.0 handshake (no header) or a garbage value', () => {
+    assert.equal(peerFeatures(undefined).size, 0);
+    assert.equal(peerFeatures({ [VERSION_HEADER]: 2 }).size, 0);
+    assert.equal(peerFeatures({ [FEATURES_HEADER]: 42 }).size, 0);
+  });
+
+  it('uses only what both ends list', () => {
+    assert.deepEqual([...commonFeatures(['credit', 'seq', 'resume'], ['seq', 'credit', 'auth'])].sort(), ['credit', 'seq']);
+    assert.equal(commonFeatures([], ['seq']).size, 0);
+  });
+
+  it('sends exactly the 0.1.0 handshake headers when no feature is enabled, and never a features header on v1', () => {
+    assert.deepEqual(handshakeHeaders(2), { [VERSION_HEADER]: 2 });
+    assert.deepEqual(handshakeHeaders(2, []), { [VERSION_HEADER]: 2 });
+    assert.deepEqual(handshakeHeaders(1, ['seq']), { [VERSION_HEADER]: 1 });
+    assert.deepEqual(handshakeHeaders(2, ['credit', 'seq']), { [VERSION_HEADER]: 2, [FEATURES_HEADER]: 'credit,seq' });
   });
 });
