@@ -3,7 +3,9 @@
  * and a stream socket (any Duplex), like chisel's `Pipe`.
  *
  * - Half-close is passed on: the TCP peer's FIN ends the stream's writable
- *   side (an end-of-stream message), the stream's end becomes a FIN.
+ *   side (an end-of-stream message), the stream's end becomes a FIN. A TCP
+ *   'end' is checked first (a zero-length write), because Node may report
+ *   a peer's RST as an end; a reset is passed on as a reset.
  *   Both ends must have been created with `allowHalfOpen: true`.
  * - Backpressure both ways: a side that cannot take more pauses the other.
  * - An abort on either side aborts the other: a TCP socket is closed with
@@ -16,6 +18,8 @@
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TunnelError, describeError } from '../common/errors';
+
+const EMPTY = Buffer.alloc(0);
 
 export interface PipeResult {
   /** Bytes read from the TCP socket and written to the stream. */
@@ -90,7 +94,28 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
   });
   stream.on('drain', () => tcp.resume());
   tcp.on('end', () => {
-    if (!stream.destroyed && !stream.writableEnded) stream.end();
+    if (stream.destroyed || stream.writableEnded) return;
+    // An 'end' may be a reset in disguise. When a peer's RST arrives while a
+    // bulk receive is being drained, libuv sees POLLHUP after a partial read
+    // and reports EOF without reading again, so the pending ECONNRESET is
+    // never read (a plain Node client misreads such resets the same way).
+    // Passed on as an end-of-stream, a truncated transfer would look
+    // complete on the other side. A zero-length write asks the kernel: it
+    // succeeds after a FIN (the socket is in CLOSE_WAIT) and fails with the
+    // pending ECONNRESET (or EPIPE once the error was taken) after an RST.
+    // Only then is the end passed on. Once our own FIN is out, Node allows
+    // no write, so that case is passed on unchecked (see docs/protocol.md).
+    if (!tcp.writable) {
+      stream.end();
+      return;
+    }
+    tcp.write(EMPTY, (err) => {
+      if (err) {
+        fail('tcp', new TunnelError('ECONNRESET', `the TCP peer reset the connection (${describeError(err)})`, { cause: err }));
+        return;
+      }
+      if (!stream.destroyed && !stream.writableEnded) stream.end();
+    });
   });
 
   // stream -> TCP
