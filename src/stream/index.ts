@@ -39,8 +39,12 @@ export function dial(url: string, options: ConnectOptions & SocketOptions = {}, 
   if (onConnect) socket.once('connect', onConnect);
   connect(url, options).then(
     (conn) => {
+      // Destroyed while the broker connection was opening: its 'close' has passed, so close the connection here.
+      if (socket.destroyed) {
+        void conn.close();
+        return;
+      }
       socket.once('close', () => void conn.close());
-      if (socket.destroyed) return;
       socket._start(conn, queue);
     },
     (err: unknown) => socket.destroy(err as Error),

@@ -28,6 +28,8 @@ export class StreamServer extends EventEmitter {
   private connections = new Set<StreamSocket>();
   private state: 'idle' | 'opening' | 'listening' | 'closing' | 'closed' = 'idle';
   private closeCallbacks: Array<(err?: Error) => void> = [];
+  /** The setup started by listen(), settled or not: close() waits for it before it tears down. */
+  private opening?: Promise<void>;
 
   /** @internal use `Connection.createServer()` or `Connection.listen()` */
   constructor(conn: Connection, options: ServerOptions = {}) {
@@ -60,7 +62,8 @@ export class StreamServer extends EventEmitter {
     if (onListening) this.once('listening', onListening);
     this.state = 'opening';
     this.queue = queue;
-    this.open(queue).then(
+    this.opening = this.open(queue);
+    this.opening.then(
       () => {
         if (this.state !== 'opening') return;
         this.state = 'listening';
@@ -146,6 +149,10 @@ export class StreamServer extends EventEmitter {
   }
 
   private async stopListening(): Promise<void> {
+    // Closed while opening: let the setup finish first, or its consumer would
+    // outlive the server (an exclusive consumer that rejects every request
+    // and locks the queue against the next listener).
+    await this.opening?.catch(() => undefined);
     if (this.queue) this.conn.unregisterServer(this.queue, this);
     const ch = this.channel;
     this.channel = undefined;

@@ -40,9 +40,13 @@ export class PublishTunnel extends Tunnel {
     const server = link.createServer({ allowHalfOpen: true }, (stream) => this.onStream(stream));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
+      // teardown() may close the server while it opens (stop() during a reconnect attempt): settle then too.
+      const onClose = (): void => reject(new TunnelError('ERR_AMQP_CLOSED', `the listener on queue '${this.queue}' was closed while it was opening`));
       server.once('error', reject);
+      server.once('close', onClose);
       server.listen(this.queue, () => {
         server.off('error', reject);
+        server.off('close', onClose);
         resolve();
       });
     });
@@ -57,7 +61,8 @@ export class PublishTunnel extends Tunnel {
     this.server = undefined;
     if (!server) return;
     server.on('error', () => undefined);
-    if (server.listening) server.close(() => undefined);
+    // In every state: a server still opening (a reconnect attempt that stop() cut short) closes once its setup is done.
+    server.close(() => undefined);
   }
 
   private onStream(stream: StreamSocket): void {

@@ -1,7 +1,8 @@
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { forward, publish, type Tunnel } from '../../src/tunnel';
+import { forward, publish, type BrokerLink, type Transport, type Tunnel } from '../../src/tunnel';
+import { connect, type Connection } from '../../src/stream';
 import { TunnelError } from '../../src/common/errors';
 import type { Logger } from '../../src/common/logger';
 import { brokerView, echoServer, uniqueQueue as uniqueName } from './support';
@@ -121,6 +122,49 @@ describe('publish and forward tunnels over a real broker', function () {
     await ended;
     assert.equal(fwd.state, 'stopped');
     c.destroy();
+  });
+
+  it('stop() during a reconnect attempt leaves no listener behind on a shared broker connection', async () => {
+    const queue = uniqueQueue();
+    const conns: Connection[] = [];
+    let stopping: Promise<void> | undefined;
+    // A shared transport (as in `amqp-tunnel run`): stop() does not close its connections.
+    const transport: Transport = {
+      address: 'the test broker',
+      async acquire(): Promise<BrokerLink> {
+        const c = await connect(BROKER);
+        cleanup.push(() => c.close());
+        conns.push(c);
+        if (conns.length === 2) {
+          // The reconnect attempt: stop the tunnel while its listener is still opening.
+          const createServer = c.createServer.bind(c);
+          c.createServer = (...args: Parameters<Connection['createServer']>) => {
+            const server = createServer(...args);
+            const listen = server.listen.bind(server);
+            server.listen = (q: string, cb?: () => void) => {
+              listen(q, cb);
+              stopping = tunnel.stop();
+              return server;
+            };
+            return server;
+          };
+        }
+        return c;
+      },
+      close: async () => undefined,
+    };
+    // acquire() runs from the next tick on, after `tunnel` is set.
+    const tunnel = publish({ target: '1', queue, transport, backoff: { initialMs: 10, maxMs: 10 } });
+    await tunnel.ready;
+    const reconnecting = once(tunnel, 'state');
+    await conns[0]!.close(); // the broker connection is lost
+    await reconnecting;
+    await waitUntil(() => stopping !== undefined);
+    await stopping;
+    assert.equal(tunnel.state, 'stopped');
+    // The queue is free: another publisher (another connection) can take it at once.
+    const other = track(publish({ target: '1', queue, broker: BROKER }));
+    await other.ready;
   });
 
   it('leaves no sockets, queues, channels or listeners behind after 2,000 connect/close cycles, either side closing first', async function () {
