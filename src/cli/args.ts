@@ -10,6 +10,7 @@ import { parseStreamUrl, redactUrl } from '../stream';
 import { describeError } from '../common/errors';
 import { parseBind, parseQueue, parseTarget, type HostPort } from '../tunnel';
 import { HELP } from './help';
+import { MIN_SECRET_BYTES } from '../stream/secure';
 
 export const DEFAULT_BROKER = 'amqp://guest:guest@localhost:5672';
 
@@ -30,6 +31,8 @@ export interface Common {
   connectOptions: ConnectOptions;
   json: boolean;
   verbose: boolean;
+  /** The tunnel secret (--secret-file, else $AMQP_TUNNEL_SECRET): never print it. */
+  secret?: Buffer;
 }
 
 export type Command =
@@ -49,6 +52,7 @@ const COMMON_OPTIONS = {
   'tls-min': { type: 'string' },
   'external-auth': { type: 'boolean' },
   heartbeat: { type: 'string' },
+  'secret-file': { type: 'string' },
   json: { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
@@ -95,6 +99,45 @@ function readPem(command: CommandName, flag: string, file: string | undefined): 
   }
 }
 
+/**
+ * The tunnel secret: the file's bytes (one trailing line break dropped, as
+ * `echo ... > FILE` adds one), else $AMQP_TUNNEL_SECRET. Errors name the
+ * file or variable, never the content.
+ */
+export function readSecret(command: CommandName | undefined, file: string | undefined, env: NodeJS.ProcessEnv): Buffer | undefined {
+  let secret: Buffer;
+  let from: string;
+  if (file !== undefined) {
+    from = `the --secret-file '${file}'`;
+    try {
+      secret = fs.readFileSync(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : describeError(err);
+      throw new UsageError(`cannot read the --secret-file '${file}': ${why}`, command);
+    }
+  } else if (env.AMQP_TUNNEL_SECRET !== undefined) {
+    from = 'AMQP_TUNNEL_SECRET';
+    secret = Buffer.from(env.AMQP_TUNNEL_SECRET, 'utf8');
+  } else {
+    return undefined;
+  }
+  let end = secret.length;
+  if (end > 0 && secret[end - 1] === 0x0a) end--;
+  if (end > 0 && secret[end - 1] === 0x0d) end--;
+  secret = secret.subarray(0, end);
+  if (secret.length === 0) {
+    throw new UsageError(`${from} is empty; put the tunnel secret in it (for example: openssl rand -base64 32)`, command);
+  }
+  if (secret.length < MIN_SECRET_BYTES) {
+    throw new UsageError(
+      `${from} holds ${secret.length} bytes; a tunnel secret needs at least ${MIN_SECRET_BYTES} (for example: openssl rand -base64 32)`,
+      command,
+    );
+  }
+  return secret;
+}
+
 function common(command: CommandName, values: Values, env: NodeJS.ProcessEnv, brokerFromUrl?: string): Common {
   const broker = brokerFromUrl ?? (values.broker as string | undefined) ?? env.AMQP_URL ?? DEFAULT_BROKER;
   const parsed = usage(command, () => parseStreamUrl(broker));
@@ -126,6 +169,7 @@ function common(command: CommandName, values: Values, env: NodeJS.ProcessEnv, br
     connectOptions,
     json: Boolean(values.json),
     verbose: Boolean(values.verbose),
+    secret: readSecret(command, values['secret-file'] as string | undefined, env),
   };
 }
 

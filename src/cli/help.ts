@@ -7,6 +7,8 @@ const BROKER_FLAGS = `Broker options:
   --tls-min VERSION   lowest TLS version: 1.2 or 1.3
   --external-auth     log in with the client certificate (SASL EXTERNAL)
   --heartbeat SECS    AMQP heartbeat (default 10; lower detects a dead broker link sooner)
+Tunnel secret (the same on both sides; see docs/security.md):
+  --secret-file FILE  read the tunnel secret from FILE (default: $AMQP_TUNNEL_SECRET)
 Output:
   --json              one JSON event per line on stdout
   -v, --verbose       also print debug messages

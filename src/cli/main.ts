@@ -5,7 +5,19 @@
  */
 import * as fs from 'node:fs';
 import { describeError } from '../common/errors';
-import { brokerTransport, forward, parseBind, parseQueue, parseTarget, publish, webForward, type Transport, type Tunnel } from '../tunnel';
+import {
+  PublishTunnel,
+  brokerTransport,
+  formatHostPort,
+  forward,
+  parseBind,
+  parseQueue,
+  parseTarget,
+  publish,
+  webForward,
+  type Transport,
+  type Tunnel,
+} from '../tunnel';
 import { parseStreamUrl } from '../stream';
 import { parseCommand, UsageError, type Command, type Common } from './args';
 import { runCheck } from './check';
@@ -56,7 +68,7 @@ interface RunFile {
 
 function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
   const logger = out.logger();
-  const base = { broker: cmd.broker, connectOptions: { ...cmd.connectOptions, logger }, logger };
+  const base = { broker: cmd.broker, connectOptions: { ...cmd.connectOptions, logger }, logger, secret: cmd.secret };
   switch (cmd.kind) {
     case 'publish':
       return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue })] };
@@ -89,11 +101,11 @@ function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check'
         try {
           if (typeof entry.publish === 'string' || typeof entry.publish === 'number') {
             if (typeof entry.queue !== 'string') throw new Error('a publish entry needs "queue"');
-            return publish({ transport, logger, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue) });
+            return publish({ transport, logger, secret: cmd.secret, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue) });
           }
           if (typeof entry.forward === 'string') {
             const bind = entry.bind === undefined ? '0' : String(entry.bind);
-            return forward({ transport, logger, queue: parseQueue(entry.forward), bind: parseBind(bind) });
+            return forward({ transport, logger, secret: cmd.secret, queue: parseQueue(entry.forward), bind: parseBind(bind) });
           }
           throw new Error('each entry needs "publish": "[host:]port" with "queue", or "forward": "QUEUE" with optional "bind"');
         } catch (err) {
@@ -103,6 +115,12 @@ function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check'
       return { tunnels, shared: transport };
     }
   }
+}
+
+/** The one sentence on the risk of a publish without a secret, and what to do. */
+function unprotectedWarning(t: Tunnel): string {
+  const target = t instanceof PublishTunnel ? formatHostPort(t.target) : 'the published port';
+  return `no tunnel secret is set, so anyone who can use this broker and knows the queue name '${t.queue}' can connect to ${target} (for a debug port: run code on this machine) — set the same secret on both sides with --secret-file FILE or AMQP_TUNNEL_SECRET (see docs/security.md)`;
 }
 
 async function runTunnels(tunnels: Tunnel[], shared: Transport | undefined, cfg: Common, out: Output): Promise<number> {
@@ -137,6 +155,9 @@ async function runTunnels(tunnels: Tunnel[], shared: Transport | undefined, cfg:
   }
   out.starting = false;
   out.event('ready', { tunnels: tunnels.map((t) => t.stats()) });
+  if (!cfg.secret) {
+    for (const t of tunnels) if (t.kind === 'publish') out.line('warn', unprotectedWarning(t));
+  }
   out.startStatus(() => tunnels.map((t) => t.stats()));
   await stopSignal;
   await stopAll();

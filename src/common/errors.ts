@@ -20,7 +20,9 @@ export type ErrorCode =
   | 'ERR_AMQP_CLOSED'
   | 'ERR_INVALID_URL'
   | 'ERR_INVALID_ARG'
-  | 'ERR_TARGET_REFUSED';
+  | 'ERR_TARGET_REFUSED'
+  /** A tunnel secret is missing on one side, or the two sides' secrets differ. */
+  | 'ERR_TUNNEL_SECRET';
 
 export class TunnelError extends Error {
   readonly code: ErrorCode;

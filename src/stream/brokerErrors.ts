@@ -56,6 +56,13 @@ export function brokerConnectError(err: unknown, url: StreamUrl): TunnelError {
   ) {
     return new TunnelError('ERR_AMQP_TLS', tlsProblem(code, msg, where), { cause: err });
   }
+  if (/ACCESS.REFUSED/i.test(msg) && /mechanism EXTERNAL/i.test(msg)) {
+    return new TunnelError(
+      'ERR_AMQP_AUTH',
+      `the broker at ${where} refused the certificate login (SASL EXTERNAL): it has no user named after the certificate's common name — ask the broker admin to create that user, or use a certificate issued for an existing one`,
+      { cause: err },
+    );
+  }
   if (/ACCESS.REFUSED/i.test(msg) && /login/i.test(msg)) {
     return new TunnelError(
       'ERR_AMQP_AUTH',
@@ -125,6 +132,23 @@ function tlsProblem(code: string, msg: string, where: string): string {
   }
   if (/protocol version|unsupported protocol|no protocols available/i.test(reason)) {
     return `the broker at ${where} and this client share no TLS version (${reason}) — lower the minimum (--tls-min / the 'minVersion' option) or enable a newer TLS version on the broker`;
+  }
+  // Alerts the broker sent about OUR certificate (mutual TLS / SASL EXTERNAL): blame the client's certificate.
+  if (/ALERT_CERTIFICATE_EXPIRED/.test(code)) {
+    return `the broker at ${where} refused this client's TLS certificate: it has expired — renew the certificate given with --cert (the 'cert' option)`;
+  }
+  if (/ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR)/.test(code)) {
+    return `the broker at ${where} refused this client's TLS certificate (${reason}) — it must be signed by a CA the broker trusts (its ssl_options.cacertfile)`;
+  }
+  if (/ALERT_CERTIFICATE_REQUIRED/.test(code)) {
+    return `the broker at ${where} requires a client certificate — give --cert and --key (the 'cert' and 'key' options)`;
+  }
+  // Problems with the BROKER's certificate, found by this client.
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `the broker's TLS certificate at ${where} is issued for another host name (${reason.replace(/:\s*$/, '')}) — connect with a host name the certificate names`;
+  }
+  if (code === 'CERT_HAS_EXPIRED') {
+    return `the broker's TLS certificate at ${where} has expired — the broker's administrator must renew it`;
   }
   if (code.includes('CERT') || /certificate/i.test(reason) || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE') {
     return `the broker's TLS certificate at ${where} is not trusted (${reason}) — pass the CA that signed it (--ca FILE / the 'ca' option), or check the host name`;

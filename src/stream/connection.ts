@@ -18,6 +18,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Op
 import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { brokerConnectError, channelError } from './brokerErrors';
+import { resolveSecret } from './auth';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
@@ -72,6 +73,13 @@ export interface ConnectOptions {
    * is sent to the peer, so v1 peers are unaffected.
    */
   livenessInterval?: number;
+  /**
+   * Tunnel secret (at least 16 bytes) for every server and stream of this
+   * connection, unless a server or stream is given its own (`SocketOptions.secret`).
+   * With a secret, both ends of a stream prove they know it (feature `auth`)
+   * and a peer without it is refused. Never logged.
+   */
+  secret?: string | Buffer;
 }
 
 interface ResolvedOptions {
@@ -82,6 +90,8 @@ interface ResolvedOptions {
   protocolVersion: number;
   /** The optional v2 features this end offers or accepts (docs/protocol.md, "Features"). */
   features: ReadonlySet<Feature>;
+  /** The default tunnel secret of this connection's servers and streams. */
+  secret?: Buffer;
 }
 
 /** Internal: what a socket or server needs from its connection. */
@@ -140,6 +150,10 @@ export function defaultConnectionName(): string {
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
   const parsed = parseStreamUrl(url);
+  const secret = resolveSecret(options.secret);
+  if (secret && options.protocolVersion === 1) {
+    throw new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate; drop protocolVersion: 1 or the secret');
+  }
   const u = new URL(parsed.brokerUrl);
   if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(options.heartbeat ?? DEFAULTS.heartbeat));
   const socketOptions: Record<string, unknown> = {
@@ -157,7 +171,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   } catch (err) {
     throw brokerConnectError(err, parsed);
   }
-  const conn = new Connection(model, parsed, options);
+  const conn = new Connection(model, parsed, { ...options, secret });
   try {
     await conn.init();
   } catch (err) {
@@ -199,6 +213,7 @@ export class Connection extends EventEmitter implements Transport {
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
       features: new Set(options.features ?? DEFAULT_FEATURES),
+      secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
     };
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
     this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);

@@ -13,7 +13,9 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { channelError } from './brokerErrors';
 import type { Connection } from './connection';
-import { connectionRequestProblem, peerFeatures, peerVersion } from './protocol';
+import { NONCE_HEADER, REFUSAL, REFUSED_HEADER, RefusalLog, resolveSecret } from './auth';
+import { VERSION_HEADER, connectionRequestProblem, peerFeatures, peerVersion, publishOptions } from './protocol';
+import { NONCE_BYTES, headerBytes } from './secure';
 import { StreamSocket, type SocketOptions } from './socket';
 import { assertQueueName, formatStreamAddress } from './url';
 
@@ -30,12 +32,17 @@ export class StreamServer extends EventEmitter {
   private closeCallbacks: Array<(err?: Error) => void> = [];
   /** The setup started by listen(), settled or not: close() waits for it before it tears down. */
   private opening?: Promise<void>;
+  /** This server's tunnel secret (its own, else the connection's); requests that cannot prove it are refused. */
+  private readonly secret?: Buffer;
+  private readonly refusals: RefusalLog;
 
   /** @internal use `Connection.createServer()` or `Connection.listen()` */
   constructor(conn: Connection, options: ServerOptions = {}) {
     super();
     this.conn = conn;
     this.socketOptions = options;
+    this.secret = resolveSecret(options.secret) ?? conn.options.secret;
+    this.refusals = new RefusalLog(conn.options.logger);
   }
 
   /** True once the control queue is declared and consumed. */
@@ -59,6 +66,9 @@ export class StreamServer extends EventEmitter {
       throw new TunnelError('ERR_INVALID_ARG', `this server is already ${this.state === 'listening' ? 'listening' : this.state}`);
     }
     assertQueueName(queue);
+    if (this.secret && this.conn.options.protocolVersion < 2) {
+      throw new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate');
+    }
     if (onListening) this.once('listening', onListening);
     this.state = 'opening';
     this.queue = queue;
@@ -116,23 +126,50 @@ export class StreamServer extends EventEmitter {
       return;
     }
     const clientQueue = msg.properties.replyTo as string;
+    if (this.secret && !this.canAuthenticate(ch, msg, queue, clientQueue)) return;
     const socket = new StreamSocket(this.socketOptions);
     this.connections.add(socket);
     socket.once('close', () => {
       this.connections.delete(socket);
       this.maybeClosed();
     });
-    socket._accept(this.conn, queue, clientQueue, peerVersion(msg.properties.headers), peerFeatures(msg.properties.headers)).then(
+    const headers = msg.properties.headers;
+    socket._accept(this.conn, queue, clientQueue, peerVersion(headers), peerFeatures(headers), headers).then(
       () => {
         safeAck(ch, msg);
         if (!socket.destroyed) this.emit('connection', socket);
       },
       (err: unknown) => {
         safeAck(ch, msg);
-        log.warn(`could not accept a stream on queue '${queue}': ${describeError(err)}`);
+        if (err instanceof TunnelError && err.code === 'ERR_TUNNEL_SECRET') this.refusals.refused(queue, clientQueue, err.message);
+        else log.warn(`could not accept a stream on queue '${queue}': ${describeError(err)}`);
         socket.destroy();
       },
     );
+  }
+
+  /**
+   * With a secret, refuse at once (no queue declared, no TCP connection) a
+   * request that cannot authenticate: a v1 request is rejected (v1 has no
+   * way to hear a reason; its client times out), a v2 request without `auth`
+   * gets a reply that says the tunnel requires a secret.
+   */
+  private canAuthenticate(ch: Channel, msg: ConsumeMessage, queue: string, clientQueue: string): boolean {
+    const headers = msg.properties.headers;
+    if (peerVersion(headers) < 2) {
+      this.refusals.refused(queue, clientQueue, 'a v1 client cannot authenticate, and this publisher requires a tunnel secret');
+      try {
+        ch.reject(msg, false);
+      } catch {
+        // channel gone: the broker drops the message with the queue
+      }
+      return false;
+    }
+    if (peerFeatures(headers).has('auth') && headerBytes(headers?.[NONCE_HEADER], NONCE_BYTES)) return true;
+    this.refusals.refused(queue, clientQueue, 'the client has no tunnel secret, and this publisher requires one');
+    this.conn.publish(clientQueue, Buffer.alloc(0), publishOptions({ headers: { [VERSION_HEADER]: 2, [REFUSED_HEADER]: REFUSAL.noSecret } }));
+    safeAck(ch, msg);
+    return false;
   }
 
   /** Stop accepting streams; 'close' follows once every accepted stream has closed. */

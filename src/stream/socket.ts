@@ -30,9 +30,23 @@ import {
   pingOptions,
   publishOptions,
   resetOptions,
+  RESET_HEADER,
 } from './protocol';
 import type { Feature } from './protocol';
 import { formatStreamAddress } from './url';
+import {
+  AUTH_HEADER,
+  NONCE_HEADER,
+  PROOF_HEADER,
+  REFUSAL,
+  REFUSED_HEADER,
+  StreamAuth,
+  headerText,
+  mismatchError,
+  offeredFeatures,
+  refusalError,
+  resolveSecret,
+} from './auth';
 
 export interface SocketOptions {
   /** As in net: when false (default), the socket ends its writable side when the peer ends. */
@@ -41,6 +55,8 @@ export interface SocketOptions {
   readableHighWaterMark?: number;
   /** Writable buffer size in bytes before `write()` returns false. */
   writableHighWaterMark?: number;
+  /** Tunnel secret of this stream (or of a server's streams); default: the connection's `secret`. */
+  secret?: string | Buffer;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -79,6 +95,14 @@ export class StreamSocket extends Duplex {
   private idleMs = 0;
   /** When the peer was last heard from (a message on our queue), for the liveness probe. */
   private lastHeard = Date.now();
+  private readonly ownSecret?: Buffer;
+  private role: 'client' | 'listener' = 'client';
+  /** With a tunnel secret: this end's nonce and proofs (feature `auth`). */
+  private auth?: StreamAuth;
+  /** The features this end offered (client) or accepted (listener). */
+  private offered: ReadonlySet<Feature> = new Set();
+  /** Listener with a secret: the handshake settles once the client's proof arrived. */
+  private authWait?: { version: number; features: ReadonlySet<Feature>; resolve: () => void; reject: (err: Error) => void };
 
   constructor(options: SocketOptions = {}) {
     super({
@@ -89,6 +113,7 @@ export class StreamSocket extends Duplex {
       emitClose: true,
       autoDestroy: true,
     });
+    this.ownSecret = resolveSecret(options.secret);
   }
 
   /** True while the handshake is under way (as net.Socket#connecting). */
@@ -165,21 +190,25 @@ export class StreamSocket extends Duplex {
         }
         this.state = 'handshaking';
         const version = transport.options.protocolVersion;
+        const secret = this.ownSecret ?? transport.options.secret;
+        if (secret && version < 2) {
+          this.destroy(new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate'));
+          return;
+        }
+        this.auth = secret ? new StreamAuth(secret, 'client') : undefined;
+        this.offered = offeredFeatures(transport.options.features, secret);
+        const headers = version >= 2 ? handshakeHeaders(version, this.offered) : undefined;
+        if (headers && this.auth) headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
         transport.watchReturns(serverQueue, (msg) => this.onHandshakeReturned(msg));
-        transport.publish(
-          serverQueue,
-          EMPTY,
-          publishOptions({
-            replyTo: consumer.queue,
-            headers: version >= 2 ? handshakeHeaders(version, transport.options.features) : undefined,
-          }),
-        );
+        transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
         const ms = transport.options.handshakeTimeout;
         this.handshakeTimer = setTimeout(() => {
+          // A publisher with a tunnel secret rejects v1 requests: they cannot authenticate.
+          const v1 = version < 2 ? ' (or it requires a tunnel secret, which v1 cannot give)' : '';
           this.destroy(
             new TunnelError(
               'ETIMEDOUT',
-              `the listener on queue '${serverQueue}' at ${transport.url.safeUrl} did not answer within ${ms} ms — is it alive and consuming its queue?`,
+              `the listener on queue '${serverQueue}' at ${transport.url.safeUrl} did not answer within ${ms} ms — is it alive and consuming its queue?${v1}`,
             ),
           );
         }, ms);
@@ -193,8 +222,10 @@ export class StreamSocket extends Duplex {
     serverQueue: string,
     clientQueue: string,
     offered: number,
-    offeredFeatures: ReadonlySet<Feature> = new Set(),
+    clientFeatures: ReadonlySet<Feature> = new Set(),
+    requestHeaders?: Record<string, unknown>,
   ): Promise<void> {
+    this.role = 'listener';
     this.transport = transport;
     this.serverQueue = serverQueue;
     this.packer = new MessagePacker(transport.options.maxMessageSize);
@@ -206,15 +237,104 @@ export class StreamSocket extends Duplex {
       return;
     }
     const version = Math.min(negotiate(offered), transport.options.protocolVersion);
-    const features = version >= 2 ? commonFeatures(offeredFeatures, transport.options.features) : new Set<Feature>();
+    // The server refused requests that cannot authenticate before a queue was declared (server.ts).
+    const secret = this.ownSecret ?? transport.options.secret;
+    const features = version >= 2 ? commonFeatures(clientFeatures, offeredFeatures(transport.options.features, secret)) : new Set<Feature>();
+    this.offered = features;
     this.peerQueue = clientQueue;
     transport.watchReturns(clientQueue, (msg) => this.onDataReturned(msg));
-    transport.publish(
-      clientQueue,
-      EMPTY,
-      publishOptions({ replyTo: consumer.queue, headers: version >= 2 ? handshakeHeaders(version, features) : undefined }),
-    );
-    this.opened(version, features);
+    const headers = version >= 2 ? handshakeHeaders(version, features) : undefined;
+    if (headers && secret && features.has('auth')) {
+      this.auth = new StreamAuth(secret, 'listener');
+      this.auth.takePeerNonce(requestHeaders);
+      headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
+      headers[PROOF_HEADER] = this.auth.proof(this.proofQueues());
+    }
+    transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
+    if (!this.auth) {
+      this.opened(version, features);
+      return;
+    }
+    // The stream (and so the TCP target) opens only once the client proved it knows the secret.
+    this.state = 'handshaking';
+    const ms = transport.options.handshakeTimeout;
+    this.handshakeTimer = setTimeout(() => {
+      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', `the client sent no proof of the secret within ${ms} ms`));
+    }, ms);
+    await new Promise<void>((resolve, reject) => {
+      this.authWait = { version, features, resolve, reject };
+    });
+  }
+
+  /** The queues a handshake proof binds (both ends see the same ones). */
+  private proofQueues(): { serverQueue: string; clientQueue: string; listenerQueue: string } {
+    const own = this.consumer?.queue ?? '';
+    const peer = this.peerQueue ?? '';
+    return this.role === 'client'
+      ? { serverQueue: this.serverQueue, clientQueue: own, listenerQueue: peer }
+      : { serverQueue: this.serverQueue, clientQueue: peer, listenerQueue: own };
+  }
+
+  /** Listener with a secret: the client's first message must be its proof. */
+  private onClientProof(msg: ConsumeMessage): void {
+    this.ack(msg);
+    const wait = this.authWait;
+    if (!wait) return;
+    const h = msg.properties.headers;
+    const gaveUp = headerText(h?.[RESET_HEADER]);
+    if (gaveUp !== undefined) {
+      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', `the client gave up: ${gaveUp.slice(0, 200)}`));
+      return;
+    }
+    if (msg.content.length !== 0 || !this.auth!.check(this.proofQueues(), h?.[AUTH_HEADER])) {
+      this.transport!.publish(this.peerQueue!, EMPTY, resetOptions(REFUSAL.mismatch));
+      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', REFUSAL.mismatch));
+      return;
+    }
+    this.authWait = undefined;
+    this.opened(wait.version, wait.features);
+    wait.resolve();
+  }
+
+  /**
+   * Listener: the stream was never handed to anyone (no 'error' listener yet),
+   * so the reason goes to the server (which logs it) and the socket closes quietly.
+   */
+  private failAuth(err: TunnelError): void {
+    const wait = this.authWait;
+    this.authWait = undefined;
+    wait?.reject(err);
+    this.destroy();
+  }
+
+  /**
+   * Client with a secret: the listener must speak `auth` and prove the same
+   * secret; otherwise the stream fails at once with the reason, and the
+   * listener is told why (it logs it). Returns false when it failed.
+   */
+  private checkListener(version: number, features: ReadonlySet<Feature>, headers: Record<string, unknown> | undefined): boolean {
+    const t = this.transport!;
+    let err: TunnelError | undefined;
+    let tell: string | undefined;
+    if (version < 2) {
+      err = new TunnelError(
+        'ERR_TUNNEL_SECRET',
+        `the listener on queue '${this.serverQueue}' at ${t.url.safeUrl} speaks protocol v1 (the Go library), which cannot authenticate — remove the tunnel secret on this side to use it`,
+      );
+    } else if (!features.has('auth')) {
+      err = new TunnelError(
+        'ERR_TUNNEL_SECRET',
+        `the publisher on queue '${this.serverQueue}' at ${t.url.safeUrl} has no tunnel secret, but this side has one — set the same secret on the publisher`,
+      );
+      tell = 'the client requires a tunnel secret; set the same secret on this publisher';
+    } else if (!this.auth!.takePeerNonce(headers) || !this.auth!.check(this.proofQueues(), headers?.[PROOF_HEADER])) {
+      err = mismatchError(this.serverQueue, t.url.safeUrl);
+      tell = REFUSAL.mismatch;
+    }
+    if (!err) return true;
+    if (tell) t.publish(this.peerQueue!, EMPTY, resetOptions(tell));
+    this.destroy(err);
+    return false;
   }
 
   private onHandshakeReturned(_msg: Message): void {
@@ -254,7 +374,8 @@ export class StreamSocket extends Duplex {
       return;
     }
     if (this.state === 'handshaking') {
-      this.onHandshakeReply(msg);
+      if (this.role === 'listener') this.onClientProof(msg);
+      else this.onHandshakeReply(msg);
       return;
     }
     try {
@@ -267,6 +388,11 @@ export class StreamSocket extends Duplex {
 
   private onHandshakeReply(msg: ConsumeMessage): void {
     this.ack(msg);
+    const refused = headerText(msg.properties.headers?.[REFUSED_HEADER]);
+    if (refused !== undefined) {
+      this.destroy(refusalError(refused, this.serverQueue, this.transport!.url.safeUrl));
+      return;
+    }
     const replyTo = msg.properties.replyTo as unknown;
     if (msg.content.length !== 0 || typeof replyTo !== 'string' || replyTo === '') {
       this.destroy(
@@ -284,7 +410,12 @@ export class StreamSocket extends Duplex {
     const offered = t.options.protocolVersion;
     const version = offered >= 2 ? Math.min(offered, peerVersion(msg.properties.headers)) : 1;
     // The reply lists what the listener accepted; never use more than we offered.
-    const features = version >= 2 ? commonFeatures(peerFeatures(msg.properties.headers), t.options.features) : new Set<Feature>();
+    const features = version >= 2 ? commonFeatures(peerFeatures(msg.properties.headers), this.offered) : new Set<Feature>();
+    if (this.auth) {
+      if (!this.checkListener(version, features, msg.properties.headers)) return;
+      // Our proof goes first on the listener's queue, ahead of any data.
+      t.publish(replyTo, EMPTY, publishOptions({ headers: { [AUTH_HEADER]: this.auth.proof(this.proofQueues()) } }));
+    }
     this.opened(version, features);
   }
 
@@ -476,6 +607,9 @@ export class StreamSocket extends Duplex {
     }
     // Anything still waiting for the handshake or a drain fails with the socket.
     this.whenOpen = [];
+    const wait = this.authWait;
+    this.authWait = undefined;
+    wait?.reject(err ?? new TunnelError('ECONNRESET', 'the stream was destroyed during the handshake'));
     cb(err);
   }
 

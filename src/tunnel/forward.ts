@@ -100,7 +100,7 @@ export class ForwardTunnel extends Tunnel {
   protected openStream(tcp: net.Socket, link: BrokerLink, queue: string, peer: string): void {
     let stream;
     try {
-      stream = link.connect(queue, { allowHalfOpen: true });
+      stream = link.connect(queue, { allowHalfOpen: true, secret: this.secret });
     } catch (err) {
       this.recordError(err as Error);
       this.connLog().warn(`could not open a stream: ${describeError(err)}`);

@@ -37,7 +37,7 @@ export class PublishTunnel extends Tunnel {
   }
 
   protected async setup(link: BrokerLink): Promise<void> {
-    const server = link.createServer({ allowHalfOpen: true }, (stream) => this.onStream(stream));
+    const server = link.createServer({ allowHalfOpen: true, secret: this.secret }, (stream) => this.onStream(stream));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       // teardown() may close the server while it opens (stop() during a reconnect attempt): settle then too.

@@ -23,6 +23,7 @@ import { Backoff, type BackoffOptions } from './backoff';
 import { describePipeResult, pipe, type Pipe, type PipeResult } from './pipe';
 import { brokerTransport, type BrokerLink, type Transport } from './transport';
 import { redactUrl } from '../stream';
+import { secretBytes } from '../stream/secure';
 
 export type TunnelState = 'starting' | 'ready' | 'reconnecting' | 'failed' | 'stopped';
 
@@ -41,6 +42,11 @@ export interface TunnelOptions {
   backoff?: BackoffOptions;
   /** Ms that stop() waits for streams to end cleanly before destroying them (default 2000). */
   stopTimeoutMs?: number;
+  /**
+   * Tunnel secret (at least 16 bytes), the same on both sides: each stream's
+   * two ends prove they know it and a peer without it is refused. Never logged.
+   */
+  secret?: string | Buffer;
 }
 
 export interface ConnectionStats {
@@ -93,6 +99,8 @@ export abstract class Tunnel extends EventEmitter {
   readonly ready: Promise<void>;
   protected readonly log: Logger;
   protected readonly transport: Transport;
+  /** The tunnel secret, checked once here; handed to each stream or server. */
+  protected readonly secret?: Buffer;
   protected link?: BrokerLink;
   private readonly ownsTransport: boolean;
   private readonly backoff: Backoff;
@@ -115,6 +123,7 @@ export abstract class Tunnel extends EventEmitter {
     this.log = prefixed(options.logger ?? silentLogger, `tunnel ${this.name} >`);
     this.backoff = new Backoff(options.backoff);
     this.stopTimeoutMs = options.stopTimeoutMs ?? 2000;
+    this.secret = options.secret === undefined ? undefined : secretBytes(options.secret);
     if (options.transport) {
       this.transport = options.transport;
       this.ownsTransport = false;
