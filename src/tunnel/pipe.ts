@@ -40,7 +40,12 @@ export interface Pipe {
   readonly startedAt: number;
   /** Resolves (never rejects) when both ends have closed. */
   readonly done: Promise<PipeResult>;
-  /** End both directions cleanly (FIN / end-of-stream); `destroyAfterMs` later, destroy what is left. */
+  /**
+   * Stop cleanly: stop reading TCP and end the stream (end-of-stream); the
+   * TCP peer gets its FIN only after the rest of the stream's data, when the
+   * stream's own end arrives. `destroyAfterMs` later, what is left is
+   * destroyed: a TCP peer that has not had its FIN by then gets an RST.
+   */
   end(destroyAfterMs?: number): void;
   /** Abort both ends: RST on TCP, reset on the stream. */
   abort(err: Error): void;
@@ -70,6 +75,8 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
   let tcpClosed = false;
   let streamClosed = false;
   let endTimer: NodeJS.Timeout | undefined;
+  /** end() was called: TCP is read no more until the stream's end has been passed on. */
+  let stopping = false;
   let resolveDone!: (r: PipeResult) => void;
   const done = new Promise<PipeResult>((resolve) => (resolveDone = resolve));
 
@@ -89,10 +96,17 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
 
   // TCP -> stream
   tcp.on('data', (chunk: Buffer) => {
+    if (stopping) {
+      // Read only after the stream's end went out (see end()): these bytes can no longer be delivered.
+      fail('tcp', new TunnelError('ECONNRESET', `the tunnel stopped; ${chunk.length} bytes from the TCP peer could not be delivered`));
+      return;
+    }
     tcpToStream += chunk.length;
     if (!stream.write(chunk)) tcp.pause();
   });
-  stream.on('drain', () => tcp.resume());
+  stream.on('drain', () => {
+    if (!stopping) tcp.resume();
+  });
   tcp.on('end', () => {
     if (stream.destroyed || stream.writableEnded) return;
     // An 'end' may be a reset in disguise. When a peer's RST arrives while a
@@ -126,6 +140,10 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
   tcp.on('drain', () => stream.resume());
   stream.on('end', () => {
     if (!tcp.destroyed && !tcp.writableEnded) tcp.end();
+  });
+  // Stopping: once the FIN is out, read again, to see the TCP peer's own end.
+  tcp.on('finish', () => {
+    if (stopping) tcp.resume();
   });
 
   tcp.on('error', (err: Error) => fail('tcp', err));
@@ -167,12 +185,18 @@ export function pipe(tcp: net.Socket, stream: Duplex): Pipe {
     startedAt,
     done,
     end(destroyAfterMs = 2000) {
-      if (!tcp.destroyed && !tcp.writableEnded) tcp.end();
+      // Only the stream is ended here. A FIN to the TCP peer now would let it
+      // read a clean end while the rest of the data is still on its way
+      // through the broker; the stream's end (after that data) ends TCP.
+      stopping = true;
+      if (!tcp.destroyed && !tcp.writableFinished) tcp.pause();
       if (!stream.destroyed && !stream.writableEnded) stream.end();
       if (!endTimer && !(tcpClosed && streamClosed)) {
         endTimer = setTimeout(() => {
           const err = new TunnelError('ETIMEDOUT', `the peer did not close within ${destroyAfterMs} ms after the tunnel stopped`);
-          if (!tcp.destroyed) tcp.destroy();
+          // Without its FIN the TCP peer has not had all the data: an RST, so it never reads a clean end.
+          if (tcp.writableFinished) tcp.destroy();
+          else resetTcp();
           resetStream(err);
         }, destroyAfterMs);
         endTimer.unref();

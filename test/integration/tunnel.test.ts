@@ -124,6 +124,38 @@ describe('publish and forward tunnels over a real broker', function () {
     c.destroy();
   });
 
+  it('stop() in the middle of a download: the client reads all the data before its clean end', async () => {
+    const total = 8 * 1024 * 1024;
+    // The target sends a bulk reply and ends: data is still in the broker when the forwarder stops.
+    const target = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.end(Buffer.alloc(total, 7));
+    });
+    target.listen(0, '127.0.0.1');
+    await once(target, 'listening');
+    cleanup.push(() => void target.close());
+    const queue = uniqueQueue();
+    const pub = track(publish({ target: String((target.address() as net.AddressInfo).port), queue, broker: BROKER }));
+    await pub.ready;
+    // A generous bound: this is about order, not speed.
+    const fwd = forward({ queue, broker: BROKER, stopTimeoutMs: 30_000 });
+    await fwd.ready;
+    const c = net.connect({ port: fwd.address!.port, host: '127.0.0.1' });
+    let got = 0;
+    let stopped: Promise<void> | undefined;
+    c.on('data', (d: Buffer) => {
+      got += d.length;
+      stopped ??= fwd.stop();
+    });
+    const how = await new Promise<string>((resolve) => {
+      c.once('end', () => resolve('end'));
+      c.once('error', (err: NodeJS.ErrnoException) => resolve(String(err.code)));
+    });
+    assert.equal(`${how} after ${got} bytes`, `end after ${total} bytes`);
+    await stopped;
+    c.destroy();
+  });
+
   it('stop() during a reconnect attempt leaves no listener behind on a shared broker connection', async () => {
     const queue = uniqueQueue();
     const conns: Connection[] = [];

@@ -175,18 +175,39 @@ describe('pipe between a TCP socket and a stream', () => {
     await p.done;
   });
 
-  it('ends both sides cleanly on end()', async () => {
+  it('on end(), ends the stream at once and gives TCP its FIN only after the rest of the stream data', async () => {
     const [client, tcpEnd, close] = await tcpPair();
     cleanup.push(close);
     const [streamEnd, remote] = memPair();
     const p = pipe(tcpEnd, streamEnd);
-    const clientEnd = once(client.resume(), 'end');
+    const clientGot = readAll(client);
     const remoteEnd = once(remote.resume(), 'end');
     p.end();
-    await Promise.all([clientEnd, remoteEnd]);
+    await remoteEnd;
+    // The peer still had data on its way when the tunnel stopped: it arrives before the FIN.
+    remote.write('the rest ');
+    remote.end('of the data');
+    assert.equal(await clientGot, 'the rest of the data');
     client.end();
-    remote.end();
-    assert.equal((await p.done).error, undefined);
+    const r = await p.done;
+    assert.equal(r.error, undefined);
+    assert.equal(r.streamToTcp, 20);
+  });
+
+  it("on end(), resets TCP (never a clean end) when the stream's end does not come within the bound", async () => {
+    const [client, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    const [streamEnd, remote] = memPair();
+    remote.on('error', () => undefined);
+    const p = pipe(tcpEnd, streamEnd);
+    let ended = false;
+    client.on('end', () => (ended = true));
+    client.resume();
+    p.end(50);
+    const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNRESET');
+    assert.equal(ended, false);
+    assert.match(String((await p.done).error?.message), /did not close within 50 ms/);
   });
 
   it('keeps byte counts right under backpressure for a large transfer', async () => {
