@@ -101,6 +101,42 @@ export function brokerConnectError(err: unknown, url: StreamUrl): TunnelError {
   return new TunnelError('ERR_AMQP_BROKER', `could not connect to the broker at ${where}: ${msg}`, { cause: err });
 }
 
+/**
+ * The broker connection is gone: say so, and why — no heartbeat (the network
+ * or the broker stopped answering), the broker closed it (an operator's
+ * close_connection, a shutdown: CONNECTION_FORCED), or the TCP connection
+ * was reset or closed under it.
+ */
+export function brokerLostError(cause: unknown, url: StreamUrl, heartbeatSeconds: number): TunnelError {
+  const lost = `lost the connection to the broker at ${url.safeUrl}`;
+  if (cause === undefined || cause === null) return new TunnelError('ECONNRESET', `${lost}: it closed without giving a reason`);
+  const msg = text(cause);
+  const code = (cause as ErrLike).code;
+  const amqp = amqpCode(cause);
+  let why: string;
+  if (/Heartbeat timeout/i.test(msg)) {
+    why = `no heartbeat from the broker for ${2 * heartbeatSeconds} s — the network or the broker stopped answering`;
+  } else if (amqp !== undefined) {
+    // amqplib: 'Connection closed: 320 (CONNECTION-FORCED) with message "CONNECTION_FORCED - reason"'
+    const m = /\d+ \(([A-Z-]+)\) with message "(.*)"/s.exec(msg);
+    const name = (m?.[1] ?? String(amqp)).replace(/-/g, '_');
+    const said = (m?.[2] ?? msg).replace(new RegExp(`^${name} - `), '');
+    why =
+      amqp === 320
+        ? `the broker closed the connection (${name}): ${said} — an operator or a broker shutdown closed it`
+        : `the broker closed the connection (${name}): ${said}`;
+  } else if (code === 'ECONNRESET' || /ECONNRESET/.test(msg)) {
+    why = 'the network connection was reset (ECONNRESET)';
+  } else if (code === 'EPIPE' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    why = `the network connection failed (${String(code)})`;
+  } else if (/Unexpected close/i.test(msg)) {
+    why = 'the network connection closed without an AMQP close (the broker or something in between went away)';
+  } else {
+    why = msg;
+  }
+  return new TunnelError('ECONNRESET', `${lost}: ${why}`, { cause });
+}
+
 /** Map a channel-level failure of an operation on `queue`. */
 export function channelError(err: unknown, url: StreamUrl, queue: string, what: string): TunnelError {
   if (err instanceof TunnelError) return err;

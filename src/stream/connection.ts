@@ -17,7 +17,7 @@ import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
-import { brokerConnectError, channelError } from './brokerErrors';
+import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
@@ -94,18 +94,29 @@ interface ResolvedOptions {
   secret?: Buffer;
 }
 
-/** Internal: what a socket or server needs from its connection. */
-export interface Transport {
+/**
+ * Internal: what a socket or server needs from its connection (named apart
+ * from the tunnel layer's `Transport`, which hands out whole connections).
+ */
+export interface StreamHost {
   readonly url: StreamUrl;
   readonly options: ResolvedOptions;
   /** Declare a server-named exclusive auto-delete queue and consume it. */
   openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle>;
   /** Publish on the shared confirm channel; false means wait for `whenDrained`. */
   publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean;
+  /** True while amqplib's publish buffer is full: writers wait for `whenDrained`. */
+  readonly needsDrain: boolean;
+  /** Call `cb` once the publish buffer has room (at once when it has). */
   whenDrained(cb: () => void): void;
-  /** Route broker returns of messages sent to `queue` (a peer's data queue). */
-  watchReturns(queue: string, onReturn: (msg: Message) => void): void;
-  unwatchReturns(queue: string): void;
+  /** Why publishing is stalled, when the broker blocked it (for timeout messages). */
+  readonly blockedReason: string | undefined;
+  /** Route broker returns of handshake requests whose reply-to is `ownQueue` (the client's data queue). */
+  watchHandshakeReturns(ownQueue: string, onReturn: (msg: Message) => void): void;
+  unwatchHandshakeReturns(ownQueue: string, onReturn: (msg: Message) => void): void;
+  /** Route broker returns of messages sent to `peerQueue` (a peer's data queue, unique per stream). */
+  watchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
+  unwatchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
   openChannel(): Promise<Channel>;
   track(socket: StreamSocket): void;
   untrack(socket: StreamSocket): void;
@@ -181,20 +192,37 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   return conn;
 }
 
-export class Connection extends EventEmitter implements Transport {
+/**
+ * The channels a connection publishes and consumes on, opened and closed as
+ * one unit: when one of them fails, the others are closed too and every
+ * stream that used them is reset (their consumers or unconfirmed messages
+ * are gone); the next stream opens a fresh set.
+ */
+interface ChannelSet {
+  pub: ConfirmChannel;
+  pool: Channel[];
+  next: number;
+  /** Set once the set is torn down. */
+  dead: boolean;
+}
+
+export class Connection extends EventEmitter implements StreamHost {
   readonly url: StreamUrl;
   readonly options: ResolvedOptions;
   private readonly model: ChannelModel;
   private readonly consumerChannelCount: number;
-  private pub?: ConfirmChannel;
-  private pool: Channel[] = [];
-  private next = 0;
+  private channels?: ChannelSet;
+  private ensuring?: Promise<ChannelSet>;
+  private drainNeeded = false;
   private drainWaiters: Array<() => void> = [];
+  private blocked?: string;
+  private handshakeRoutes = new Map<string, (msg: Message) => void>();
   private returnRoutes = new Map<string, (msg: Message) => void>();
   private sockets = new Set<StreamSocket>();
   private servers = new Map<string, StreamServer>();
   private closing = false;
   private lost?: TunnelError;
+  private readonly heartbeat: number;
   private readonly livenessInterval: number;
   private livenessTimer?: NodeJS.Timeout;
   private probing = false;
@@ -215,12 +243,19 @@ export class Connection extends EventEmitter implements Transport {
       features: new Set(options.features ?? DEFAULT_FEATURES),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
     };
+    this.heartbeat = options.heartbeat ?? DEFAULTS.heartbeat;
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
     this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);
     model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
     model.on('close', (err?: Error) => this.onModelClose(err));
-    model.on('blocked', (reason: string) => this.options.logger.warn(`the broker blocked publishing: ${reason}`));
-    model.on('unblocked', () => this.options.logger.info('the broker unblocked publishing'));
+    model.on('blocked', (reason: string) => {
+      this.blocked = String(reason);
+      this.options.logger.warn(`the broker blocked publishing: ${reason}`);
+    });
+    model.on('unblocked', () => {
+      this.blocked = undefined;
+      this.options.logger.info('the broker unblocked publishing');
+    });
   }
 
   /** @internal */
@@ -241,6 +276,11 @@ export class Connection extends EventEmitter implements Transport {
   /** Number of open stream sockets on this connection. */
   get socketCount(): number {
     return this.sockets.size;
+  }
+
+  /** Why the broker blocks this connection's publishing (a memory or disk alarm), or undefined. */
+  get blockedReason(): string | undefined {
+    return this.blocked;
   }
 
   /** Open a stream to the listener on `queue` (net.connect's counterpart). */
@@ -266,7 +306,11 @@ export class Connection extends EventEmitter implements Transport {
     return server;
   }
 
-  /** Close every socket and server, then the broker connection. */
+  /**
+   * Close every socket and server, then the broker connection. A broker that
+   * does not answer the close (a stalled network) gets CLOSE_TIMEOUT_MS, then
+   * the TCP connection is dropped: close() never hangs.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
@@ -274,7 +318,7 @@ export class Connection extends EventEmitter implements Transport {
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
     for (const socket of [...this.sockets]) socket.destroy();
-    if (!this.lost) await this.model.close().catch(() => undefined);
+    if (!this.lost) await closeWithin(this.model, CLOSE_TIMEOUT_MS);
   }
 
   /** @internal */
@@ -381,8 +425,8 @@ export class Connection extends EventEmitter implements Transport {
   }
 
   async openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
-    await this.ensureChannels();
-    const channel = this.pool[this.next++ % this.pool.length]!;
+    const set = await this.ensureChannels();
+    const channel = set.pool[set.next++ % set.pool.length]!;
     const q = await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
     try {
       const { consumerTag } = await channel.consume(q.queue, onMessage, { noAck: false, exclusive: true });
@@ -394,29 +438,46 @@ export class Connection extends EventEmitter implements Transport {
   }
 
   publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean {
-    const pub = this.pub;
-    if (!pub) {
+    const set = this.channels;
+    if (!set) {
       const err = this.lost ?? new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
       if (confirmed) process.nextTick(confirmed, err);
       return true;
     }
-    return pub.publish('', queue, body, options, confirmed);
+    const ok = set.pub.publish('', queue, body, options, confirmed);
+    if (!ok) this.drainNeeded = true;
+    return ok;
+  }
+
+  get needsDrain(): boolean {
+    return this.drainNeeded;
   }
 
   whenDrained(cb: () => void): void {
-    if (!this.pub) {
+    // The drain state belongs to the connection's publish buffer, not to the
+    // stream that happened to fill it: a 'drain' that came while nobody
+    // waited has already cleared it.
+    if (!this.drainNeeded || !this.channels) {
       process.nextTick(cb);
       return;
     }
     this.drainWaiters.push(cb);
   }
 
-  watchReturns(queue: string, onReturn: (msg: Message) => void): void {
-    this.returnRoutes.set(queue, onReturn);
+  watchHandshakeReturns(ownQueue: string, onReturn: (msg: Message) => void): void {
+    this.handshakeRoutes.set(ownQueue, onReturn);
   }
 
-  unwatchReturns(queue: string): void {
-    this.returnRoutes.delete(queue);
+  unwatchHandshakeReturns(ownQueue: string, onReturn: (msg: Message) => void): void {
+    if (this.handshakeRoutes.get(ownQueue) === onReturn) this.handshakeRoutes.delete(ownQueue);
+  }
+
+  watchReturns(peerQueue: string, onReturn: (msg: Message) => void): void {
+    this.returnRoutes.set(peerQueue, onReturn);
+  }
+
+  unwatchReturns(peerQueue: string, onReturn: (msg: Message) => void): void {
+    if (this.returnRoutes.get(peerQueue) === onReturn) this.returnRoutes.delete(peerQueue);
   }
 
   private assertUsable(): void {
@@ -424,82 +485,122 @@ export class Connection extends EventEmitter implements Transport {
     if (this.closing) throw new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
   }
 
-  private ensuring?: Promise<void>;
-
-  /** Open (or re-open after a channel failure) the publish channel and the consumer pool. */
-  private ensureChannels(): Promise<void> {
+  /** The current channel set, opened (again, after a channel failure) when there is none. */
+  private ensureChannels(): Promise<ChannelSet> {
     this.assertUsable();
-    if (this.pub && this.pool.length > 0) return Promise.resolve();
+    if (this.channels) return Promise.resolve(this.channels);
     this.ensuring ??= this.openChannels().finally(() => {
       this.ensuring = undefined;
     });
     return this.ensuring;
   }
 
-  private async openChannels(): Promise<void> {
-    const pub = await this.model.createConfirmChannel();
-    pub.on('error', (err: Error) => this.options.logger.warn(`publish channel error: ${describeError(err)}`));
-    pub.on('return', (msg: Message) => this.onReturn(msg));
-    pub.on('drain', () => this.onDrain());
-    pub.on('close', () => {
-      if (this.pub === pub) this.pub = undefined;
-      this.onDrain();
-      this.failAll('the publish channel closed');
-    });
-    const pool: Channel[] = [];
-    for (let i = 0; i < this.consumerChannelCount; i++) {
-      const ch = await this.model.createChannel();
-      // Per-consumer limit (global=false): a stream whose reader stops gets no
-      // more than `prefetch` messages; the rest wait in its queue at the broker.
-      await ch.prefetch(this.options.prefetch, false);
-      ch.on('error', (err: Error) => this.options.logger.warn(`consumer channel error: ${describeError(err)}`));
-      ch.on('close', () => {
-        const i = this.pool.indexOf(ch);
-        if (i >= 0) {
-          this.pool = [];
-          this.failAll('a consumer channel closed');
-        }
+  private async openChannels(): Promise<ChannelSet> {
+    const set: ChannelSet = { pub: undefined as unknown as ConfirmChannel, pool: [], next: 0, dead: false };
+    const opened: Channel[] = [];
+    const watch = (ch: Channel, what: string): void => {
+      opened.push(ch);
+      let failure: Error | undefined;
+      ch.on('error', (err: Error) => {
+        failure = err;
+        this.options.logger.warn(`${what} error: ${describeError(err)}`);
       });
-      pool.push(ch);
+      ch.on('close', () => this.onChannelClosed(set, what, failure));
+    };
+    try {
+      const pub = await this.model.createConfirmChannel();
+      watch(pub, 'publish channel');
+      pub.on('return', (msg: Message) => this.onReturn(msg));
+      pub.on('drain', () => this.onDrain());
+      set.pub = pub;
+      for (let i = 0; i < this.consumerChannelCount; i++) {
+        const ch = await this.model.createChannel();
+        watch(ch, 'consumer channel');
+        // Per-consumer limit (global=false): a stream whose reader stops gets no
+        // more than `prefetch` messages; the rest wait in its queue at the broker.
+        await ch.prefetch(this.options.prefetch, false);
+        set.pool.push(ch);
+      }
+      if (set.dead) throw new TunnelError('ECONNRESET', `a channel to ${this.url.safeUrl} closed while the channels were opened`);
+      this.assertUsable();
+    } catch (err) {
+      // Nothing half-opened is left behind.
+      set.dead = true;
+      for (const ch of opened) ch.close().catch(() => undefined);
+      throw err;
     }
-    this.pub = pub;
-    this.pool = pool;
+    this.channels = set;
+    return set;
+  }
+
+  /**
+   * One channel of a set closed: close the rest and reset the streams that
+   * used them. When the whole connection is going, its 'close' follows in
+   * the same tick and names the real cause, so the streams are reset on
+   * nextTick with the connection's error when there is one.
+   */
+  private onChannelClosed(set: ChannelSet, what: string, failure: Error | undefined): void {
+    if (set.dead) return;
+    set.dead = true;
+    if (this.channels === set) this.channels = undefined;
+    for (const ch of [set.pub, ...set.pool]) {
+      if (ch) ch.close().catch(() => undefined);
+    }
+    this.onDrain();
+    const victims = [...this.sockets];
+    process.nextTick(() => {
+      if (this.closing || this.lost) return;
+      const why = failure ? `the broker closed the ${what}: ${describeError(failure)}` : `the ${what} closed`;
+      const err = new TunnelError('ECONNRESET', `stream reset: ${why} (${this.url.safeUrl})`, { cause: failure });
+      for (const socket of victims) socket.destroy(err);
+    });
   }
 
   private onReturn(msg: Message): void {
-    const route = this.returnRoutes.get(msg.fields.routingKey);
+    // A returned connection request carries the client's own data queue as
+    // reply-to: concurrent requests to one listener queue each find their socket.
+    const replyTo = msg.properties.replyTo as unknown;
+    const route =
+      (typeof replyTo === 'string' ? this.handshakeRoutes.get(replyTo) : undefined) ?? this.returnRoutes.get(msg.fields.routingKey);
     if (route) route(msg);
   }
 
   private onDrain(): void {
+    this.drainNeeded = false;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of waiters) cb();
   }
 
-  private failAll(why: string): void {
-    if (this.closing) return;
-    const err = this.lost ?? new TunnelError('ECONNRESET', `stream reset: ${why} on ${this.url.safeUrl}`);
-    for (const socket of [...this.sockets]) socket.destroy(err);
-  }
-
   private onModelClose(cause?: Error): void {
     if (!this.closing) {
-      this.lost = new TunnelError(
-        'ECONNRESET',
-        `lost the connection to the broker at ${this.url.safeUrl}${cause ? `: ${describeError(cause)}` : ''}`,
-        { cause },
-      );
+      this.lost = brokerLostError(cause, this.url, this.heartbeat);
       this.options.logger.warn(this.lost.message);
     }
     this.stopLiveness();
     this.probeChannel = undefined;
-    this.pub = undefined;
-    this.pool = [];
+    if (this.channels) this.channels.dead = true;
+    this.channels = undefined;
     this.onDrain();
     const err = this.lost ?? new TunnelError('ECONNRESET', `the connection to ${this.url.safeUrl} was closed locally`);
     for (const socket of [...this.sockets]) socket.destroy(err);
     for (const server of [...this.servers.values()]) server._connectionLost(err);
     this.emit('close', this.lost);
   }
+}
+
+/** How long `close()` waits for the broker to answer before dropping the TCP connection. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+/** model.close(), or after `ms` the TCP connection dropped (a broker that does not answer). */
+async function closeWithin(model: ChannelModel, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      (model.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+      resolve();
+    }, ms);
+  });
+  await Promise.race([model.close().catch(() => undefined), gaveUp]);
+  clearTimeout(timer);
 }

@@ -17,7 +17,7 @@
 import { Duplex } from 'node:stream';
 import type { ConsumeMessage, Message } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
-import type { ConsumerHandle, Transport } from './connection';
+import type { ConsumerHandle, StreamHost } from './connection';
 import { MessagePacker } from './packer';
 import {
   classify,
@@ -77,16 +77,25 @@ export class StreamSocket extends Duplex {
   /** The optional v2 features both ends agreed on (empty for v1 and plain v2), known after 'connect'. */
   features: ReadonlySet<Feature> = new Set();
 
-  private transport?: Transport;
+  private transport?: StreamHost;
   private serverQueue = '';
   private state: State = 'opening';
   private consumer?: ConsumerHandle;
   private peerQueue?: string;
   private packer?: MessagePacker;
   private flushScheduled = false;
-  private blocked = false;
   private heldAcks: ConsumeMessage[] = [];
   private whenOpen: Array<() => void> = [];
+  /** Between the handshake and the nextTick that emits 'connect': deliveries wait in `early`. */
+  private announcing = false;
+  private early: ConsumeMessage[] = [];
+  /** Data messages the broker has not confirmed yet; `afterConfirms` runs when none are left. */
+  private unconfirmed = 0;
+  private afterConfirms?: () => void;
+  private readonly onDataConfirm = (err: Error | null): void => this.dataConfirmed(err);
+  private readonly onHandshakeReturn = (msg: Message): void => this.onHandshakeReturned(msg);
+  private readonly onDataReturn = (msg: Message): void => this.onDataReturned(msg);
+  private timeoutListener?: () => void;
   private eofSent = false;
   private eofReceived = false;
   private peerGone?: TunnelError;
@@ -153,7 +162,20 @@ export class StreamSocket extends Duplex {
     this.idleMs = ms;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (onTimeout) this.once('timeout', onTimeout);
+    // One callback at a time: setting it again (a per-request habit) replaces
+    // the previous one instead of stacking 'timeout' listeners; 0 removes it.
+    if (this.timeoutListener && (ms <= 0 || onTimeout)) {
+      this.off('timeout', this.timeoutListener);
+      this.timeoutListener = undefined;
+    }
+    if (onTimeout && ms > 0) {
+      const listener = (): void => {
+        if (this.timeoutListener === listener) this.timeoutListener = undefined;
+        onTimeout();
+      };
+      this.timeoutListener = listener;
+      this.once('timeout', listener);
+    }
     this.touch();
     return this;
   }
@@ -175,11 +197,15 @@ export class StreamSocket extends Duplex {
   // ---- opening -----------------------------------------------------------
 
   /** @internal Client side: run the handshake with the listener on `serverQueue`. */
-  _start(transport: Transport, serverQueue: string): void {
+  _start(transport: StreamHost, serverQueue: string): void {
     this.transport = transport;
     this.serverQueue = serverQueue;
     this.packer = new MessagePacker(transport.options.maxMessageSize);
     transport.track(this);
+    // The timer covers the whole opening, queue setup included: a broker that
+    // blocks or stops answering never leaves a connect pending.
+    const ms = transport.options.handshakeTimeout;
+    this.handshakeTimer = setTimeout(() => this.destroy(this.openTimeoutError(ms)), ms);
     transport
       .openQueue((msg) => this.onDelivery(msg))
       .then((consumer) => {
@@ -199,26 +225,32 @@ export class StreamSocket extends Duplex {
         this.offered = offeredFeatures(transport.options.features, secret);
         const headers = version >= 2 ? handshakeHeaders(version, this.offered) : undefined;
         if (headers && this.auth) headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
-        transport.watchReturns(serverQueue, (msg) => this.onHandshakeReturned(msg));
+        transport.watchHandshakeReturns(consumer.queue, this.onHandshakeReturn);
         transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
-        const ms = transport.options.handshakeTimeout;
-        this.handshakeTimer = setTimeout(() => {
-          // A publisher with a tunnel secret rejects v1 requests: they cannot authenticate.
-          const v1 = version < 2 ? ' (or it requires a tunnel secret, which v1 cannot give)' : '';
-          this.destroy(
-            new TunnelError(
-              'ETIMEDOUT',
-              `the listener on queue '${serverQueue}' at ${transport.url.safeUrl} did not answer within ${ms} ms — is it alive and consuming its queue?${v1}`,
-            ),
-          );
-        }, ms);
       })
       .catch((err: unknown) => this.destroy(asTunnelError(err, 'ECONNRESET', `could not open a stream to '${serverQueue}'`)));
   }
 
+  private openTimeoutError(ms: number): TunnelError {
+    const t = this.transport!;
+    const blocked = t.blockedReason ? ` — the broker is blocking publishing (${t.blockedReason}) until its alarm clears` : '';
+    if (this.state === 'opening') {
+      return new TunnelError(
+        'ETIMEDOUT',
+        `the broker at ${t.url.safeUrl} did not answer within ${ms} ms while opening a stream to '${this.serverQueue}'${blocked || ' — is it overloaded or the network stalled?'}`,
+      );
+    }
+    // A publisher with a tunnel secret rejects v1 requests: they cannot authenticate.
+    const v1 = t.options.protocolVersion < 2 ? ' (or it requires a tunnel secret, which v1 cannot give)' : '';
+    return new TunnelError(
+      'ETIMEDOUT',
+      `the listener on queue '${this.serverQueue}' at ${t.url.safeUrl} did not answer within ${ms} ms${blocked || ` — is it alive and consuming its queue?${v1}`}`,
+    );
+  }
+
   /** @internal Listener side: answer the client's handshake on our own queue. */
   async _accept(
-    transport: Transport,
+    transport: StreamHost,
     serverQueue: string,
     clientQueue: string,
     offered: number,
@@ -230,7 +262,16 @@ export class StreamSocket extends Duplex {
     this.serverQueue = serverQueue;
     this.packer = new MessagePacker(transport.options.maxMessageSize);
     transport.track(this);
-    const consumer = await transport.openQueue((msg) => this.onDelivery(msg));
+    const consumer = await withTimeout(
+      transport.openQueue((msg) => this.onDelivery(msg)),
+      transport.options.handshakeTimeout,
+      () => this.openTimeoutError(transport.options.handshakeTimeout),
+      (late) => {
+        // Set up after we gave up: nobody will use it.
+        this.consumer = late;
+        this.releaseConsumer();
+      },
+    );
     this.consumer = consumer;
     if (this.destroyed) {
       this.releaseConsumer();
@@ -242,7 +283,7 @@ export class StreamSocket extends Duplex {
     const features = version >= 2 ? commonFeatures(clientFeatures, offeredFeatures(transport.options.features, secret)) : new Set<Feature>();
     this.offered = features;
     this.peerQueue = clientQueue;
-    transport.watchReturns(clientQueue, (msg) => this.onDataReturned(msg));
+    transport.watchReturns(clientQueue, this.onDataReturn);
     const headers = version >= 2 ? handshakeHeaders(version, features) : undefined;
     if (headers && secret && features.has('auth')) {
       this.auth = new StreamAuth(secret, 'listener');
@@ -337,9 +378,9 @@ export class StreamSocket extends Duplex {
     return false;
   }
 
-  private onHandshakeReturned(_msg: Message): void {
+  private onHandshakeReturned(msg: Message): void {
     const t = this.transport!;
-    if (this.state !== 'handshaking' || _msg.properties.replyTo !== this.consumer?.queue) return;
+    if (this.state !== 'handshaking' || msg.properties.replyTo !== this.consumer?.queue) return;
     this.destroy(
       new TunnelError(
         'ECONNREFUSED',
@@ -354,11 +395,27 @@ export class StreamSocket extends Duplex {
     this.features = features;
     clearTimeout(this.handshakeTimer);
     this.touch();
-    const waiting = this.whenOpen;
-    this.whenOpen = [];
-    for (const fn of waiting) fn();
-    this.emit('connect');
-    this.emit('ready');
+    // User code ('connect' listeners, callbacks of writes queued before the
+    // handshake) runs on nextTick, outside amqplib's delivery dispatch: a
+    // throw there fails this stream only, never the shared consumer channel.
+    this.announcing = true;
+    process.nextTick(() => {
+      this.announcing = false;
+      if (this.destroyed) return;
+      try {
+        const waiting = this.whenOpen;
+        this.whenOpen = [];
+        for (const fn of waiting) fn();
+        this.emit('connect');
+        this.emit('ready');
+      } catch (err) {
+        this.destroy(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      const early = this.early;
+      this.early = [];
+      for (const msg of early) this.onDelivery(msg);
+    });
   }
 
   // ---- reading -----------------------------------------------------------
@@ -376,6 +433,10 @@ export class StreamSocket extends Duplex {
     if (this.state === 'handshaking') {
       if (this.role === 'listener') this.onClientProof(msg);
       else this.onHandshakeReply(msg);
+      return;
+    }
+    if (this.announcing) {
+      this.early.push(msg);
       return;
     }
     try {
@@ -404,9 +465,9 @@ export class StreamSocket extends Duplex {
       return;
     }
     const t = this.transport!;
-    t.unwatchReturns(this.serverQueue);
+    t.unwatchHandshakeReturns(this.consumer!.queue, this.onHandshakeReturn);
     this.peerQueue = replyTo;
-    t.watchReturns(replyTo, (m) => this.onDataReturned(m));
+    t.watchReturns(replyTo, this.onDataReturn);
     const offered = t.options.protocolVersion;
     const version = offered >= 2 ? Math.min(offered, peerVersion(msg.properties.headers)) : 1;
     // The reply lists what the listener accepted; never use more than we offered.
@@ -472,7 +533,7 @@ export class StreamSocket extends Duplex {
   // ---- writing -----------------------------------------------------------
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.state !== 'open') {
+    if (this.state !== 'open' || this.announcing) {
       this.whenOpen.push(() => this._write(chunk, _encoding, cb));
       return;
     }
@@ -486,14 +547,8 @@ export class StreamSocket extends Duplex {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
-    if (this.blocked) {
-      this.transport!.whenDrained(() => {
-        this.blocked = false;
-        cb();
-      });
-    } else {
-      cb();
-    }
+    if (this.transport!.needsDrain) this.transport!.whenDrained(() => cb());
+    else cb();
   }
 
   private flush(): void {
@@ -505,11 +560,32 @@ export class StreamSocket extends Duplex {
 
   private send(body: Buffer): void {
     this.bytesWritten += body.length;
-    if (!this.transport!.publish(this.peerQueue!, body, DATA_OPTIONS)) this.blocked = true;
+    this.unconfirmed++;
+    this.transport!.publish(this.peerQueue!, body, DATA_OPTIONS, this.onDataConfirm);
+  }
+
+  /** A data message was confirmed; a nack means the broker dropped bytes of the stream. */
+  private dataConfirmed(err: Error | null): void {
+    this.unconfirmed--;
+    if (err && isNack(err) && !this.destroyed) {
+      // Bytes are missing from the middle of the stream: it is broken (a v2 peer is sent a reset).
+      this.destroy(
+        new TunnelError(
+          'ECONNRESET',
+          `the broker did not take data of the stream on '${this.serverQueue}' (it rejected the message: is the peer's queue full or limited?)`,
+          { cause: err },
+        ),
+      );
+    }
+    if (this.unconfirmed === 0 && this.afterConfirms) {
+      const fn = this.afterConfirms;
+      this.afterConfirms = undefined;
+      fn();
+    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.state !== 'open') {
+    if (this.state !== 'open' || this.announcing) {
       this.whenOpen.push(() => this._final(cb));
       return;
     }
@@ -520,9 +596,19 @@ export class StreamSocket extends Duplex {
     this.flush();
     this.eofSent = true;
     this.transport!.publish(this.peerQueue!, EMPTY, DATA_OPTIONS, (err) => {
-      if (this.peerGone) cb(this.peerGone);
-      else if (err) cb(asTunnelError(err, 'ECONNRESET', 'the broker did not take the end-of-stream message'));
-      else cb();
+      // 'finish' means the broker took every byte and the end: wait for the
+      // confirms of the data messages too (they may come after this one), and
+      // call back outside amqplib's dispatch.
+      const done = (): void =>
+        process.nextTick(() => {
+          if (this.peerGone) cb(this.peerGone);
+          else if (err && isNack(err)) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
+          // The channel closed: the connection's failure destroys the stream with its cause.
+          else if (err) setImmediate(() => cb(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message')));
+          else cb();
+        });
+      if (this.unconfirmed > 0) this.afterConfirms = done;
+      else done();
     });
   }
 
@@ -600,13 +686,15 @@ export class StreamSocket extends Duplex {
         const reason = err ? describeError(err) : 'the peer destroyed the stream';
         t.publish(this.peerQueue, EMPTY, resetOptions(reason));
       }
-      if (this.peerQueue) t.unwatchReturns(this.peerQueue);
-      t.unwatchReturns(this.serverQueue);
+      if (this.peerQueue) t.unwatchReturns(this.peerQueue, this.onDataReturn);
+      if (this.consumer) t.unwatchHandshakeReturns(this.consumer.queue, this.onHandshakeReturn);
       this.releaseConsumer();
       t.untrack(this);
     }
     // Anything still waiting for the handshake or a drain fails with the socket.
     this.whenOpen = [];
+    this.afterConfirms = undefined;
+    for (const msg of this.early.splice(0)) this.ack(msg);
     const wait = this.authWait;
     this.authWait = undefined;
     wait?.reject(err ?? new TunnelError('ECONNRESET', 'the stream was destroyed during the handshake'));
@@ -626,8 +714,35 @@ export class StreamSocket extends Duplex {
   private touch(): void {
     if (this.idleMs <= 0) return;
     if (this.idleTimer) this.idleTimer.refresh();
-    else this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs);
+    else this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs).unref(); // as net: never keeps the process alive
   }
+}
+
+/** amqplib's error for a basic.nack (as opposed to the channel closing with the message unconfirmed). */
+function isNack(err: Error): boolean {
+  return err.message === 'message nacked';
+}
+
+/** `p`, or `onTimeout()`'s error after `ms`; a late result goes to `onLate`. */
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, onLate: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reject(onTimeout());
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        if (timedOut) onLate(v);
+        else resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!timedOut) reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }
 
 function asTunnelError(err: unknown, code: 'ECONNRESET', context: string): TunnelError {

@@ -6,13 +6,17 @@
  *   new connections at once until resume() — the broker "went away".
  * - stall(): stop moving bytes on every connection, old and new, without
  *   closing anything — a network black hole.
+ * - stallUpstream(): stop moving bytes from the clients to the broker only;
+ *   deliveries still arrive, but nothing the client sends (declares, acks,
+ *   publishes) reaches the broker — what a client sees of a broker that
+ *   blocked its connection.
  * - resume(): accept and forward again; stalled connections flow again.
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { resetSocket } from '../../src/tunnel/pipe';
 
-type Mode = 'open' | 'cut' | 'stalled';
+type Mode = 'open' | 'cut' | 'stalled' | 'upstreamStalled';
 
 export class FaultProxy {
   private server = net.createServer((c) => this.onClient(c));
@@ -61,6 +65,11 @@ export class FaultProxy {
     }
   }
 
+  stallUpstream(): void {
+    this.mode = 'upstreamStalled';
+    for (const [a] of this.pairs) a.pause();
+  }
+
   resume(): void {
     this.mode = 'open';
     for (const [a, b] of this.pairs) {
@@ -90,6 +99,7 @@ export class FaultProxy {
       client.pause();
       upstream.pause();
     }
+    if (this.mode === 'upstreamStalled') client.pause();
     const drop = (): void => {
       if (!this.pairs.delete(pair)) return;
       reset(client);

@@ -113,6 +113,16 @@ export async function queueMessages(name: string): Promise<number> {
   return q.messages;
 }
 
+/** Have the broker close the connection named `connectionName` (rabbitmqctl close_connection: CONNECTION_FORCED). */
+export async function closeBrokerConnection(connectionName: string, reason: string): Promise<void> {
+  // The plain listing, unlike the JSON one, prints pids in the form close_connection takes.
+  const { stdout } = await execFileP('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q'], { maxBuffer: 64 * 1024 * 1024 });
+  const line = stdout.split('\n').find((l) => l.includes(`"${connectionName}"`));
+  const pid = line?.split('\t')[0];
+  if (!pid) throw new Error(`the broker lists no connection named ${connectionName}`);
+  await execFileP('rabbitmqctl', ['close_connection', pid, reason]);
+}
+
 /** The names of all connections the broker has open (via rabbitmqctl). */
 export async function brokerConnectionNames(): Promise<string[]> {
   type Conn = { client_properties: Array<[string, string, unknown]> };
