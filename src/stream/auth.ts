@@ -28,7 +28,7 @@ export const REFUSED_HEADER = 'x-amqp-stream-refused';
 /** The reasons a listener puts in REFUSED_HEADER (stable strings a client recognises). */
 export const REFUSAL = {
   noSecret: 'this tunnel requires a secret',
-  mismatch: 'secret does not match',
+  mismatch: 'the tunnel secret does not match',
 } as const;
 
 /** Features this end offers: `auth` (and what needs it) only with a secret, since it carries the nonce and proofs. */
@@ -104,7 +104,7 @@ export function headerText(value: unknown): string | undefined {
 export function refusalError(reason: string, serverQueue: string, brokerSafe: string): TunnelError {
   const where = `the publisher on queue '${serverQueue}' at ${brokerSafe}`;
   if (reason === REFUSAL.noSecret) {
-    return new TunnelError('ERR_TUNNEL_SECRET', `${where} requires a tunnel secret — set the same secret on this side`);
+    return new TunnelError('ERR_AMQP_SECRET', `${where} requires a tunnel secret — set the same secret on this side`);
   }
   if (reason === REFUSAL.mismatch) return mismatchError(serverQueue, brokerSafe);
   return new TunnelError('ECONNREFUSED', `${where} refused the stream: ${reason.slice(0, 200)}`);
@@ -112,7 +112,7 @@ export function refusalError(reason: string, serverQueue: string, brokerSafe: st
 
 export function mismatchError(serverQueue: string, brokerSafe: string): TunnelError {
   return new TunnelError(
-    'ERR_TUNNEL_SECRET',
+    'ERR_AMQP_SECRET',
     `the tunnel secret does not match the one of the publisher on queue '${serverQueue}' at ${brokerSafe} — use the same secret on both sides`,
   );
 }

@@ -12,7 +12,7 @@ describe('auth rules (auth.ts)', () => {
 
   it('turns a listener refusal into a sentence that says what to do', () => {
     assert.match(refusalError('this tunnel requires a secret', 'q', 'amqp://h').message, /requires a tunnel secret — set the same secret on this side/);
-    assert.equal(refusalError('secret does not match', 'q', 'amqp://h').code, 'ERR_TUNNEL_SECRET');
+    assert.equal(refusalError('the tunnel secret does not match', 'q', 'amqp://h').code, 'ERR_AMQP_SECRET');
     assert.match(refusalError('x'.repeat(500), 'q', 'amqp://h').message, /refused the stream: x{200}$/);
   });
 
