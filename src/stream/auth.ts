@@ -14,6 +14,7 @@
 import type { Logger } from '../common/logger';
 import { TunnelError } from '../common/errors';
 import type { Feature } from './protocol';
+import { StreamCipher } from './aead';
 import { NONCE_BYTES, PROOF_BYTES, authKey, checkProof, handshakeProof, headerBytes, newNonce, secretBytes, type ProofContext } from './secure';
 
 /** Handshake header: the sender's 16-byte nonce, base64. */
@@ -55,10 +56,15 @@ export class StreamAuth {
   private peerNonce?: Buffer;
 
   constructor(
-    secret: Buffer,
+    private readonly secret: Buffer,
     private readonly role: 'client' | 'listener',
   ) {
     this.key = authKey(secret);
+  }
+
+  /** `aead`: this stream's ciphers, once both nonces are known. */
+  cipher(): StreamCipher {
+    return new StreamCipher(this.secret, this.nonceClient, this.nonceListener, this.role);
   }
 
   /** The client's nonce, seen from either end. */
