@@ -22,7 +22,7 @@ export type ErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_TARGET_REFUSED'
   /** A tunnel secret is missing on one side, or the two sides' secrets differ. */
-  | 'ERR_TUNNEL_SECRET';
+  | 'ERR_AMQP_SECRET';
 
 export class TunnelError extends Error {
   readonly code: ErrorCode;

@@ -13,6 +13,7 @@
  * forward and publish resolve to a TunnelSummary, or undefined when the user
  * cancelled or the tunnel failed (the failure is shown as one notification).
  */
+import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type { Brokers } from './brokers';
@@ -33,6 +34,7 @@ import {
 } from './model';
 import type { Node, TunnelTree } from './tree';
 import { formatHostPort, freePort, parseBind, parseTarget } from '../tunnel/spec';
+import { confirmAllInterfaces } from './tunnelSecrets';
 
 export interface TunnelSummary {
   id: string;
@@ -125,6 +127,7 @@ async function forwardCommand(s: Services, args: { broker?: string; queue?: stri
   if (bind === undefined) return undefined;
   const problem = queueInputProblem(queue) ?? bindInputProblem(bind);
   if (problem) return void vscode.window.showErrorMessage(problem);
+  if (!(await confirmAllInterfaces(parseBind(bind)))) return undefined;
   return startTunnel(s, { kind: 'forward', broker, queue, address: formatHostPort(parseBind(bind)) });
 }
 
@@ -149,7 +152,7 @@ async function publishCommand(s: Services, args: { broker?: string; target?: str
     (await vscode.window.showInputBox({
       title,
       prompt: 'The queue to publish on: whoever forwards this queue reaches the port',
-      value: defaultPublishQueue(os.hostname(), target),
+      value: defaultPublishQueue(os.hostname(), target, randomBytes(3).toString('hex')),
       validateInput: queueInputProblem,
       ignoreFocusOut: true,
     }));

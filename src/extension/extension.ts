@@ -6,7 +6,8 @@
 import * as vscode from 'vscode';
 import { Brokers } from './brokers';
 import { registerCommands, reportError, type Services } from './commands';
-import { CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
+import { COMMANDS, CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
+import { TunnelSecrets, setTunnelSecretCommand } from './tunnelSecrets';
 import { registerDebugSupport, type DebugSupport } from './debug';
 import { KeptTunnels } from './kept';
 import { TunnelLog } from './log';
@@ -28,7 +29,8 @@ let services: AmqpTunnelApi | undefined;
 export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const brokers = new Brokers(context.secrets);
   const log = new TunnelLog(() => brokers.knownSecrets);
-  const manager = new TunnelManager(brokers, log);
+  const tunnelSecrets = new TunnelSecrets(context.secrets, brokers.knownSecrets);
+  const manager = new TunnelManager(brokers, log, tunnelSecrets);
   const kept = new KeptTunnels(() => brokers.list()[0]?.name);
   const tree = new TunnelTree(manager, (e) => kept.has(e.spec));
   const statusBar = new TunnelStatusBar(manager);
@@ -36,6 +38,11 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const s: Services = { brokers, manager, kept, log, tree };
   context.subscriptions.push(log, manager, tree, statusBar, view);
   registerCommands(context, s);
+  context.subscriptions.push(
+    vscode.commands.registerCommand(COMMANDS.setTunnelSecret, (args?: { broker?: string; queue?: string; secret?: string }) =>
+      setTunnelSecretCommand(tunnelSecrets, brokers, args ?? {}),
+    ),
+  );
   const debug = registerDebugSupport(context, s);
   let hasTunnels: boolean | undefined;
   context.subscriptions.push(

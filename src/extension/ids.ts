@@ -20,6 +20,8 @@ export const COMMANDS = {
   addBroker: 'amqpTunnel.addBroker',
   setBrokerPassword: 'amqpTunnel.setBrokerPassword',
   removeBroker: 'amqpTunnel.removeBroker',
+  /** A tunnel secret per tunnel or per broker, in the secret store (tunnelSecrets.ts). */
+  setTunnelSecret: 'amqpTunnel.setTunnelSecret',
   attachDebugger: 'amqpTunnel.attachDebugger',
   /** `${command:amqpTunnel.localPort}` in launch configurations (hidden from the palette). */
   localPort: 'amqpTunnel.localPort',

@@ -11,6 +11,7 @@ import { redactUrl } from '../stream/url';
 import type { Logger } from '../common/logger';
 import type { Brokers } from './brokers';
 import { scrub, specKey, type TunnelSpec } from './model';
+import type { TunnelSecrets } from './tunnelSecrets';
 
 /** How often the tree's byte counts refresh while connections are open. */
 const STATS_INTERVAL_MS = 1000;
@@ -64,6 +65,7 @@ export class TunnelManager implements vscode.Disposable {
   constructor(
     private readonly brokers: Brokers,
     private readonly log: Logger,
+    private readonly tunnelSecrets?: TunnelSecrets,
   ) {}
 
   list(): TunnelEntry[] {
@@ -139,7 +141,9 @@ export class TunnelManager implements vscode.Disposable {
     }
     entry.brokerAddress = redactUrl(broker.url);
     const url = await this.brokers.connectUrl(spec.broker);
-    const options = { queue: spec.queue, broker: url, logger: this.log, connectOptions: { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}` } };
+    const secret = await this.tunnelSecrets?.get(spec.broker, spec.queue);
+    const options = { queue: spec.queue, broker: url, logger: this.log, secret, connectOptions: { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}` } };
+    if (spec.kind === 'publish' && !secret) this.tunnelSecrets?.warnUnprotected(spec.broker, spec.queue, spec.address);
     const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address });
     entry.tunnel = tunnel;
     const onEvent = (): void => this.fire(entry);

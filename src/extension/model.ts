@@ -150,11 +150,17 @@ export function brokerConnectUrl(url: string, password: string | undefined): str
   return u.toString();
 }
 
-/** The default queue for publishing a port: "<hostname>-<port>", made a valid queue name. */
-export function defaultPublishQueue(hostname: string, target: HostPort | string): string {
+/**
+ * The default queue for publishing a port: "<hostname>-<port>", made a valid
+ * queue name, plus a random `suffix` when given ("devbox-9229-3fa2c1"), so
+ * that a broker user who knows the host name cannot guess it (a secret is
+ * still the protection; this only keeps a port without one from being found
+ * by guessing).
+ */
+export function defaultPublishQueue(hostname: string, target: HostPort | string, suffix?: string): string {
   const port = typeof target === 'string' ? parseTarget(target).port : target.port;
   const host = hostname.toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/^amq\./, 'amq-') || 'host';
-  return `${host}-${port}`;
+  return suffix ? `${host}-${port}-${suffix}` : `${host}-${port}`;
 }
 
 // ---- words for the tree and the status bar ----

@@ -14,6 +14,7 @@
 import type { Logger } from '../common/logger';
 import { TunnelError } from '../common/errors';
 import type { Feature } from './protocol';
+import { StreamCipher } from './aead';
 import { NONCE_BYTES, PROOF_BYTES, authKey, checkProof, handshakeProof, headerBytes, newNonce, secretBytes, type ProofContext } from './secure';
 
 /** Handshake header: the sender's 16-byte nonce, base64. */
@@ -28,7 +29,7 @@ export const REFUSED_HEADER = 'x-amqp-stream-refused';
 /** The reasons a listener puts in REFUSED_HEADER (stable strings a client recognises). */
 export const REFUSAL = {
   noSecret: 'this tunnel requires a secret',
-  mismatch: 'secret does not match',
+  mismatch: 'the tunnel secret does not match',
 } as const;
 
 /** Features this end offers: `auth` (and what needs it) only with a secret, since it carries the nonce and proofs. */
@@ -55,10 +56,15 @@ export class StreamAuth {
   private peerNonce?: Buffer;
 
   constructor(
-    secret: Buffer,
+    private readonly secret: Buffer,
     private readonly role: 'client' | 'listener',
   ) {
     this.key = authKey(secret);
+  }
+
+  /** `aead`: this stream's ciphers, once both nonces are known. */
+  cipher(): StreamCipher {
+    return new StreamCipher(this.secret, this.nonceClient, this.nonceListener, this.role);
   }
 
   /** The client's nonce, seen from either end. */
@@ -104,7 +110,7 @@ export function headerText(value: unknown): string | undefined {
 export function refusalError(reason: string, serverQueue: string, brokerSafe: string): TunnelError {
   const where = `the publisher on queue '${serverQueue}' at ${brokerSafe}`;
   if (reason === REFUSAL.noSecret) {
-    return new TunnelError('ERR_TUNNEL_SECRET', `${where} requires a tunnel secret — set the same secret on this side`);
+    return new TunnelError('ERR_AMQP_SECRET', `${where} requires a tunnel secret — set the same secret on this side`);
   }
   if (reason === REFUSAL.mismatch) return mismatchError(serverQueue, brokerSafe);
   return new TunnelError('ECONNREFUSED', `${where} refused the stream: ${reason.slice(0, 200)}`);
@@ -112,7 +118,7 @@ export function refusalError(reason: string, serverQueue: string, brokerSafe: st
 
 export function mismatchError(serverQueue: string, brokerSafe: string): TunnelError {
   return new TunnelError(
-    'ERR_TUNNEL_SECRET',
+    'ERR_AMQP_SECRET',
     `the tunnel secret does not match the one of the publisher on queue '${serverQueue}' at ${brokerSafe} — use the same secret on both sides`,
   );
 }

@@ -9,7 +9,7 @@
  *   a listener's (and back), so nothing can be replayed or reflected.
  * - `aead`: AES-256-GCM with one key per stream and direction, derived from S
  *   and both nonces; the 12-byte GCM nonce is 4 zero bytes and the 8-byte
- *   stream offset of the message's first byte. Offsets only grow within a
+ *   stream offset of the data message's first byte. Offsets only grow within a
  *   direction, so a key never sees a nonce twice, and a message moved to
  *   another offset (replayed, reordered, cut) no longer opens.
  * - Control messages (grants, resets, end of stream) carry an HMAC tag under
@@ -41,9 +41,9 @@ const KEY_BYTES = 32;
 export type Role = 'client' | 'listener';
 /** Direction of data: client to listener, listener to client. */
 export type Direction = 'c2s' | 's2c';
-/** What an authenticated message is; part of the GCM AAD and of control tags. */
-export type MessageKind = 'data' | 'end' | 'grant' | 'reset';
-const KIND_BYTE: Record<MessageKind, number> = { data: 1, end: 2, grant: 3, reset: 4 };
+/** The control messages that carry a tag (x-amqp-stream-tag) under `aead`. */
+export type ControlKind = 'end' | 'grant' | 'reset';
+const ZERO = Buffer.alloc(1);
 
 /** The secret as bytes, checked for length; never put it in a message or log. */
 export function secretBytes(secret: string | Buffer): Buffer {
@@ -83,21 +83,23 @@ export interface ProofContext {
   nonceListener: Buffer;
 }
 
-/** Each field with a 2-byte length in front, so no two different contexts encode alike. */
-function encodeFields(fields: Array<string | Buffer>): Buffer {
+/**
+ * Fields joined by a zero byte, as docs/protocol.md writes `a | b`. The
+ * nonces are fresh, fixed-length and last, so a proof recorded for one
+ * stream never fits another, whatever its queue names.
+ */
+function joinFields(fields: Array<string | Buffer>): Buffer {
   const parts: Buffer[] = [];
-  for (const f of fields) {
-    const b = typeof f === 'string' ? Buffer.from(f, 'utf8') : f;
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(b.length);
-    parts.push(len, b);
-  }
+  fields.forEach((f, i) => {
+    if (i > 0) parts.push(ZERO);
+    parts.push(typeof f === 'string' ? Buffer.from(f, 'utf8') : f);
+  });
   return Buffer.concat(parts);
 }
 
-/** proof = HMAC-SHA256(K_auth, role, serverQueue, clientQueue, listenerQueue, nonce_c, nonce_s). */
+/** proof = HMAC-SHA256(K_auth, role | Q | Cq | Sq | Nc | Ns), `|` a zero byte. */
 export function handshakeProof(kAuth: Buffer, role: Role, ctx: ProofContext): Buffer {
-  const data = encodeFields([role, ctx.serverQueue, ctx.clientQueue, ctx.listenerQueue, ctx.nonceClient, ctx.nonceListener]);
+  const data = joinFields([role, ctx.serverQueue, ctx.clientQueue, ctx.listenerQueue, ctx.nonceClient, ctx.nonceListener]);
   return createHmac('sha256', kAuth).update(data).digest();
 }
 
@@ -111,13 +113,17 @@ export function checkProof(kAuth: Buffer, role: Role, ctx: ProofContext, proof: 
   return sameBytes(handshakeProof(kAuth, role, ctx), proof);
 }
 
-/** The per-stream keys of one direction: AES-256-GCM for data and end, HMAC for control messages. */
+/** The per-stream keys of one direction: AES-256-GCM for data, HMAC for control messages. */
 export interface DirectionKeys {
   enc: Buffer;
   mac: Buffer;
 }
 
-/** Keys per direction = HKDF(S, salt = nonce_c || nonce_s, info = direction). */
+/**
+ * Keys per direction: enc = HKDF(S, salt = Nc || Ns, info = "c2s" / "s2c");
+ * the control-message key K_dir = HKDF(same salt, info = "c2s mac" / "s2c mac"),
+ * so one key never serves both AES-GCM and HMAC.
+ */
 export function streamKeys(secret: Buffer, nonceClient: Buffer, nonceListener: Buffer): Record<Direction, DirectionKeys> {
   const salt = Buffer.concat([nonceClient, nonceListener]);
   return {
@@ -138,17 +144,18 @@ export function gcmNonce(offset: number): Buffer {
   return n;
 }
 
-function aad(kind: MessageKind, offset: number): Buffer {
-  const a = Buffer.alloc(9);
-  a[0] = KIND_BYTE[kind];
-  a.writeBigUInt64BE(BigInt(offset), 1);
+/** Additional data of a data message: "data" | offset (8 bytes, big-endian). */
+function aad(offset: number): Buffer {
+  const a = Buffer.alloc(13);
+  a.write('data', 0, 'latin1');
+  a.writeBigUInt64BE(BigInt(offset), 5);
   return a;
 }
 
-/** Encrypt a message whose first byte is at `offset`: ciphertext || 16-byte tag. */
-export function seal(key: Buffer, kind: 'data' | 'end', offset: number, plaintext: Buffer): Buffer {
+/** Encrypt a data message whose first byte is at stream `offset`: ciphertext || 16-byte tag. */
+export function seal(key: Buffer, offset: number, plaintext: Buffer): Buffer {
   const c = createCipheriv('aes-256-gcm', key, gcmNonce(offset));
-  c.setAAD(aad(kind, offset));
+  c.setAAD(aad(offset));
   const head = c.update(plaintext);
   const tail = c.final();
   return Buffer.concat([head, tail, c.getAuthTag()]);
@@ -156,29 +163,28 @@ export function seal(key: Buffer, kind: 'data' | 'end', offset: number, plaintex
 
 /**
  * Decrypt and verify; throws a protocol-error TunnelError (ECONNRESET) when
- * the body was altered, moved to another offset, sealed as another kind or
- * under another key.
+ * the body was altered, moved to another offset, or sealed under another key.
  */
-export function open(key: Buffer, kind: 'data' | 'end', offset: number, sealed: Buffer): Buffer {
-  if (sealed.length < TAG_BYTES) throw protocolError(`a ${kind} message of ${sealed.length} bytes is too short to carry its tag`);
+export function open(key: Buffer, offset: number, sealed: Buffer): Buffer {
+  if (sealed.length <= TAG_BYTES) throw protocolError(`a data message of ${sealed.length} bytes is too short to hold data and its tag`);
   const d = createDecipheriv('aes-256-gcm', key, gcmNonce(offset));
-  d.setAAD(aad(kind, offset));
+  d.setAAD(aad(offset));
   d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
   const head = d.update(sealed.subarray(0, sealed.length - TAG_BYTES));
   try {
     return Buffer.concat([head, d.final()]);
   } catch {
-    throw protocolError(`a ${kind} message at offset ${offset} does not authenticate (altered, replayed, reordered or forged)`);
+    throw protocolError(`the data message at offset ${offset} does not authenticate (altered, replayed, reordered or forged)`);
   }
 }
 
-/** The tag of a control message (grant, reset, end): HMAC(mac key, kind, value). */
-export function controlTag(mac: Buffer, kind: MessageKind, value: string): Buffer {
-  return createHmac('sha256', mac).update(encodeFields([String(KIND_BYTE[kind]), value])).digest();
+/** The tag of a control message: HMAC-SHA256(K_dir, kind | value), value = its header's value as text. */
+export function controlTag(mac: Buffer, kind: ControlKind, value: string): Buffer {
+  return createHmac('sha256', mac).update(joinFields([kind, value])).digest();
 }
 
 /** True when `tag` is the right tag for the control message (constant time). */
-export function checkControlTag(mac: Buffer, kind: MessageKind, value: string, tag: Buffer): boolean {
+export function checkControlTag(mac: Buffer, kind: ControlKind, value: string, tag: Buffer): boolean {
   return sameBytes(controlTag(mac, kind, value), tag);
 }
 

@@ -141,7 +141,7 @@ export class StreamServer extends EventEmitter {
       },
       (err: unknown) => {
         safeAck(ch, msg);
-        if (err instanceof TunnelError && err.code === 'ERR_TUNNEL_SECRET') this.refusals.refused(queue, clientQueue, err.message);
+        if (err instanceof TunnelError && err.code === 'ERR_AMQP_SECRET') this.refusals.refused(queue, clientQueue, err.message);
         else log.warn(`could not accept a stream on queue '${queue}': ${describeError(err)}`);
         socket.destroy();
       },

@@ -300,7 +300,7 @@ export class StreamSocket extends Duplex {
     this.state = 'handshaking';
     const ms = transport.options.handshakeTimeout;
     this.handshakeTimer = setTimeout(() => {
-      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', `the client sent no proof of the secret within ${ms} ms`));
+      this.failAuth(new TunnelError('ERR_AMQP_SECRET', `the client sent no proof of the secret within ${ms} ms`));
     }, ms);
     await new Promise<void>((resolve, reject) => {
       this.authWait = { version, features, resolve, reject };
@@ -324,12 +324,12 @@ export class StreamSocket extends Duplex {
     const h = msg.properties.headers;
     const gaveUp = headerText(h?.[RESET_HEADER]);
     if (gaveUp !== undefined) {
-      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', `the client gave up: ${gaveUp.slice(0, 200)}`));
+      this.failAuth(new TunnelError('ERR_AMQP_SECRET', `the client gave up: ${gaveUp.slice(0, 200)}`));
       return;
     }
     if (msg.content.length !== 0 || !this.auth!.check(this.proofQueues(), h?.[AUTH_HEADER])) {
       this.transport!.publish(this.peerQueue!, EMPTY, resetOptions(REFUSAL.mismatch));
-      this.failAuth(new TunnelError('ERR_TUNNEL_SECRET', REFUSAL.mismatch));
+      this.failAuth(new TunnelError('ERR_AMQP_SECRET', REFUSAL.mismatch));
       return;
     }
     this.authWait = undefined;
@@ -359,12 +359,12 @@ export class StreamSocket extends Duplex {
     let tell: string | undefined;
     if (version < 2) {
       err = new TunnelError(
-        'ERR_TUNNEL_SECRET',
+        'ERR_AMQP_SECRET',
         `the listener on queue '${this.serverQueue}' at ${t.url.safeUrl} speaks protocol v1 (the Go library), which cannot authenticate — remove the tunnel secret on this side to use it`,
       );
     } else if (!features.has('auth')) {
       err = new TunnelError(
-        'ERR_TUNNEL_SECRET',
+        'ERR_AMQP_SECRET',
         `the publisher on queue '${this.serverQueue}' at ${t.url.safeUrl} has no tunnel secret, but this side has one — set the same secret on the publisher`,
       );
       tell = 'the client requires a tunnel secret; set the same secret on this publisher';

@@ -123,7 +123,7 @@ describe('CLI: tunnel secrets and safe defaults (processes, real broker)', funct
     const fwdClosed = await fwd.waitFor((x) => x.event === 'connectionClosed');
     assert.match(String(fwdClosed.error), /the tunnel secret does not match the one of the publisher on queue '.*' at amqp:\/\/\S+ — use the same secret on both sides/);
     const refused = await pub.waitFor((x) => x.event === 'log' && /refused a stream/.test(String(x.message)));
-    assert.match(String(refused.message), new RegExp(`refused a stream on queue '${q}' from 'amq\\.gen-[^']+': the client gave up: secret does not match`));
+    assert.match(String(refused.message), new RegExp(`refused a stream on queue '${q}' from 'amq\\.gen-[^']+': the client gave up: the tunnel secret does not match`));
     assert.equal(t.accepted.length, 0, 'the publisher connected to its target for a refused stream');
     for (const c of [pub, fwd]) {
       assert.doesNotMatch(c.stdout + c.stderr, new RegExp(`${SECRET}|${WRONG}`));

@@ -99,11 +99,11 @@ describe('tunnel secrets (auth) on a real broker', function () {
     const started = Date.now();
     const s = client.connect(q);
     const err = await errorOf(s);
-    assert.equal(err.code, 'ERR_TUNNEL_SECRET');
+    assert.equal(err.code, 'ERR_AMQP_SECRET');
     assert.match(err.message, /^the tunnel secret does not match the one of the publisher on queue '.*' at amqp:\/\/\S+ — use the same secret on both sides$/);
     assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms: that is a timeout, not a refusal`);
     const line = await waitForWarning(/refused a stream/);
-    assert.match(line, new RegExp(`refused a stream on queue '${q}' from 'amq\\.gen-[^']+': the client gave up: secret does not match`));
+    assert.match(line, new RegExp(`refused a stream on queue '${q}' from 'amq\\.gen-[^']+': the client gave up: the tunnel secret does not match`));
     assert.equal(accepted.length, 0);
     for (const w of warnings) assert.ok(!w.includes(SECRET) && !w.includes(OTHER), w);
   });
@@ -113,7 +113,7 @@ describe('tunnel secrets (auth) on a real broker', function () {
     const { accepted } = await serve(await open({ secret: SECRET }), q);
     const s = (await open()).connect(q);
     const err = await errorOf(s);
-    assert.equal(err.code, 'ERR_TUNNEL_SECRET');
+    assert.equal(err.code, 'ERR_AMQP_SECRET');
     assert.match(err.message, /^the publisher on queue '.*' at amqp:\/\/.* requires a tunnel secret — set the same secret on this side$/);
     assert.match(await waitForWarning(/refused a stream/), /the client has no tunnel secret, and this publisher requires one/);
     assert.equal(accepted.length, 0);
@@ -130,7 +130,7 @@ describe('tunnel secrets (auth) on a real broker', function () {
     await once(srv, 'listening');
     const s = (await open({ secret: SECRET })).connect(q);
     const err = await errorOf(s);
-    assert.equal(err.code, 'ERR_TUNNEL_SECRET');
+    assert.equal(err.code, 'ERR_AMQP_SECRET');
     assert.match(err.message, /has no tunnel secret, but this side has one — set the same secret on the publisher$/);
     assert.match(await waitForWarning(/server stream/), /the peer reset the stream: the client requires a tunnel secret/);
   });
@@ -186,8 +186,8 @@ describe('tunnel secrets (auth) on a real broker', function () {
     assert.ok(headerBytes(reply.properties.headers?.[PROOF_HEADER], 32), 'and its proof');
     ch.publish('', reply.properties.replyTo as string, Buffer.alloc(0), { headers: { [AUTH_HEADER]: recordedProof.toString('base64') } });
     const refusal = await next();
-    assert.equal(String(refusal.properties.headers?.[RESET_HEADER]), 'secret does not match');
-    assert.match(await waitForWarning(/refused a stream/), /: secret does not match$/);
+    assert.equal(String(refusal.properties.headers?.[RESET_HEADER]), 'the tunnel secret does not match');
+    assert.match(await waitForWarning(/refused a stream/), /: the tunnel secret does not match$/);
     assert.equal(accepted.length, 0);
   });
 
@@ -209,7 +209,7 @@ describe('tunnel secrets (auth) on a real broker', function () {
     await serve(await open({ secret: SECRET }), q);
     const client = await open({ secret: OTHER });
     const errors = await Promise.all(Array.from({ length: 20 }, () => errorOf(client.connect(q))));
-    assert.ok(errors.every((e) => e.code === 'ERR_TUNNEL_SECRET'));
+    assert.ok(errors.every((e) => e.code === 'ERR_AMQP_SECRET'));
     await waitForWarning(/refused a stream/);
     // All 20 were refused (each client heard it); the listener's log holds one line for them.
     const lines = warnings.filter((w) => /refused a stream/.test(w));

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import { RefusalLog, offeredFeatures, refusalError } from '../../src/stream/auth';
 import { brokerConnectError } from '../../src/stream/brokerErrors';
 import { parseStreamUrl } from '../../src/stream/url';
+import { StreamCipher } from '../../src/stream/aead';
 
 describe('auth rules (auth.ts)', () => {
   it('offers auth only with a secret, and never aead without one', () => {
@@ -12,7 +13,7 @@ describe('auth rules (auth.ts)', () => {
 
   it('turns a listener refusal into a sentence that says what to do', () => {
     assert.match(refusalError('this tunnel requires a secret', 'q', 'amqp://h').message, /requires a tunnel secret — set the same secret on this side/);
-    assert.equal(refusalError('secret does not match', 'q', 'amqp://h').code, 'ERR_TUNNEL_SECRET');
+    assert.equal(refusalError('the tunnel secret does not match', 'q', 'amqp://h').code, 'ERR_AMQP_SECRET');
     assert.match(refusalError('x'.repeat(500), 'q', 'amqp://h').message, /refused the stream: x{200}$/);
   });
 
@@ -52,4 +53,32 @@ describe('TLS and certificate-login errors in one sentence (brokerErrors.ts)', (
       assert.ok(!e.message.includes('\n'));
     });
   }
+});
+
+describe('aead on one stream (aead.ts)', () => {
+  const secret = Buffer.from('a stream cipher test secret!');
+  const nc = Buffer.alloc(16, 1);
+  const ns = Buffer.alloc(16, 2);
+  const client = new StreamCipher(secret, nc, ns, 'client');
+  const listener = new StreamCipher(secret, nc, ns, 'listener');
+
+  it('what one end seals, the other opens, in both directions', () => {
+    assert.equal(listener.open(0, client.seal(0, Buffer.from('c2s'))).toString(), 'c2s');
+    assert.equal(client.open(7, listener.seal(7, Buffer.from('s2c'))).toString(), 's2c');
+  });
+
+  it('an end cannot open its own messages reflected back to it', () => {
+    assert.throws(() => client.open(0, client.seal(0, Buffer.from('mirror'))), /protocol error/);
+  });
+
+  it('control tags verify at the other end only, for the same kind and value', () => {
+    const h = client.tag('end', 4096, {});
+    assert.ok(listener.verify('end', 4096, h));
+    assert.ok(listener.verify('end', Buffer.from('4096'), h), 'a header value that arrives as bytes');
+    assert.equal(listener.verify('end', 4095, h), false);
+    assert.equal(listener.verify('reset', 4096, h), false);
+    assert.equal(client.verify('end', 4096, h), false, 'reflected');
+    assert.equal(listener.verify('end', 4096, {}), false, 'no tag');
+    assert.equal(listener.verify('end', undefined, h), false, 'no value');
+  });
 });

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
 import {
   MIN_SECRET_BYTES,
   NONCE_BYTES,
@@ -73,14 +73,11 @@ describe('tunnel secret cryptography (secure.ts)', () => {
       assert.ok(checkProof(k, 'listener', ctx(), handshakeProof(k, 'listener', ctx())));
     });
 
-    it('is the HMAC-SHA256 of the length-prefixed fields under K_auth', () => {
-      const field = (s: string | Buffer): Buffer => {
-        const b = Buffer.from(s);
-        return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
-      };
+    it('is HMAC-SHA256(K_auth, role | Q | Cq | Sq | Nc | Ns) with | a zero byte, as docs/protocol.md says', () => {
       const c = ctx();
+      const z = Buffer.alloc(1);
       const data = Buffer.concat([
-        field('listener'), field(c.serverQueue), field(c.clientQueue), field(c.listenerQueue), field(c.nonceClient), field(c.nonceListener),
+        Buffer.from('listener'), z, Buffer.from(c.serverQueue), z, Buffer.from(c.clientQueue), z, Buffer.from(c.listenerQueue), z, c.nonceClient, z, c.nonceListener,
       ]);
       assert.deepEqual(handshakeProof(k, 'listener', c), createHmac('sha256', k).update(data).digest());
     });
@@ -134,47 +131,48 @@ describe('tunnel secret cryptography (secure.ts)', () => {
     });
 
     it('round-trips, and the body is ciphertext plus a 16-byte tag with no plaintext in it', () => {
-      const sealed = seal(key, 'data', 1000, text);
+      const sealed = seal(key, 1000, text);
       assert.equal(sealed.length, text.length + TAG_BYTES);
       assert.equal(sealed.includes(Buffer.from('Runtime')), false);
-      assert.deepEqual(open(key, 'data', 1000, sealed), text);
+      assert.deepEqual(open(key, 1000, sealed), text);
     });
 
-    it('seals an empty end-of-stream message that only opens as an end at its offset', () => {
-      const end = seal(key, 'end', 77, Buffer.alloc(0));
-      assert.equal(end.length, TAG_BYTES);
-      assert.deepEqual(open(key, 'end', 77, end), Buffer.alloc(0));
-      assert.throws(() => open(key, 'end', 78, end), /protocol error/);
-      assert.throws(() => open(key, 'data', 77, end), /protocol error/);
+    it('is AES-256-GCM with AAD "data" | offset, so another implementation can open it', () => {
+      const sealed = seal(key, 5, text);
+      const d = createDecipheriv('aes-256-gcm', key, Buffer.from('000000000000000000000005', 'hex'));
+      d.setAAD(Buffer.concat([Buffer.from('data'), Buffer.alloc(1), Buffer.from('0000000000000005', 'hex')]));
+      d.setAuthTag(sealed.subarray(-TAG_BYTES));
+      assert.deepEqual(Buffer.concat([d.update(sealed.subarray(0, -TAG_BYTES)), d.final()]), text);
     });
 
     it('detects a modified message (any flipped bit, in ciphertext or tag)', () => {
-      const sealed = seal(key, 'data', 0, text);
+      const sealed = seal(key, 0, text);
       for (const i of [0, 10, sealed.length - TAG_BYTES - 1, sealed.length - TAG_BYTES, sealed.length - 1]) {
         const bad = Buffer.from(sealed);
         bad[i]! ^= 0x01;
-        assert.throws(() => open(key, 'data', 0, bad), (e: Error & { code?: string }) => e.code === 'ECONNRESET' && /protocol error: .*does not authenticate/.test(e.message));
+        assert.throws(() => open(key, 0, bad), (e: Error & { code?: string }) => e.code === 'ECONNRESET' && /protocol error: .*does not authenticate/.test(e.message));
       }
     });
 
     it('detects a replayed message (the same body again at the next offset)', () => {
-      const first = seal(key, 'data', 0, text);
-      assert.throws(() => open(key, 'data', text.length, first), /protocol error/);
+      const first = seal(key, 0, text);
+      assert.throws(() => open(key, text.length, first), /protocol error/);
     });
 
     it('detects reordered messages (each opens only at its own offset)', () => {
-      const a = seal(key, 'data', 0, Buffer.from('first '));
-      const b = seal(key, 'data', 6, Buffer.from('second'));
-      assert.throws(() => open(key, 'data', 0, b), /protocol error/);
-      assert.throws(() => open(key, 'data', 6, a), /protocol error/);
+      const a = seal(key, 0, Buffer.from('first '));
+      const b = seal(key, 6, Buffer.from('second'));
+      assert.throws(() => open(key, 0, b), /protocol error/);
+      assert.throws(() => open(key, 6, a), /protocol error/);
     });
 
     it('detects an injected message (sealed under another key: the other direction, another stream, or none)', () => {
-      assert.throws(() => open(key, 'data', 0, seal(keys.s2c.enc, 'data', 0, text)), /protocol error/);
+      assert.throws(() => open(key, 0, seal(keys.s2c.enc, 0, text)), /protocol error/);
       const otherStream = streamKeys(S, Buffer.alloc(16, 1), Buffer.alloc(16, 3));
-      assert.throws(() => open(key, 'data', 0, seal(otherStream.c2s.enc, 'data', 0, text)), /protocol error/);
-      assert.throws(() => open(key, 'data', 0, Buffer.concat([text, Buffer.alloc(TAG_BYTES)])), /protocol error/);
-      assert.throws(() => open(key, 'data', 0, Buffer.alloc(3)), /too short/);
+      assert.throws(() => open(key, 0, seal(otherStream.c2s.enc, 0, text)), /protocol error/);
+      assert.throws(() => open(key, 0, Buffer.concat([text, Buffer.alloc(TAG_BYTES)])), /protocol error/);
+      assert.throws(() => open(key, 0, Buffer.alloc(3)), /too short/);
+      assert.throws(() => open(key, 0, Buffer.alloc(TAG_BYTES)), /too short/);
     });
   });
 
@@ -186,6 +184,8 @@ describe('tunnel secret cryptography (secure.ts)', () => {
       assert.ok(checkControlTag(c2s.mac, 'grant', '65536', tag));
       assert.equal(checkControlTag(c2s.mac, 'grant', '65537', tag), false, 'altered value');
       assert.equal(checkControlTag(c2s.mac, 'reset', '65536', tag), false, 'another kind');
+      assert.equal(checkControlTag(c2s.enc, 'grant', '65536', tag), false, 'the encryption key');
+      assert.deepEqual(tag, createHmac('sha256', c2s.mac).update(Buffer.from('grant\x0065536', 'latin1')).digest());
       assert.equal(checkControlTag(s2c.mac, 'grant', '65536', tag), false, 'the other direction');
     });
   });

@@ -1,0 +1,87 @@
+/**
+ * Tunnel secrets in a real VS Code against the real broker: Set Tunnel
+ * Secret (per broker, per queue) reaches the tunnel, a publisher in this
+ * process with the same secret serves it and one with another refuses it,
+ * and the secret shows up nowhere a user (or a screenshot) could see it.
+ */
+import * as assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import * as vscode from 'vscode';
+import type { AmqpTunnelApi } from '../../../src/extension/extension';
+import type { TunnelSummary } from '../../../src/extension/commands';
+import { COMMANDS, CONFIG_SECTION } from '../../../src/extension/ids';
+import { publish, type PublishTunnel } from '../../../src/tunnel';
+import { echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor } from './helpers';
+
+describe('tunnel secrets in a real VS Code', function () {
+  const BROKER = `secret-broker-${process.pid}`;
+  const SECRET = `vscode-secret-${randomBytes(8).toString('hex')}`;
+  const WRONG = `vscode-wrong-${randomBytes(8).toString('hex')}`;
+  let api: AmqpTunnelApi;
+  let echo: Awaited<ReturnType<typeof echoServer>>;
+  let publisher: PublishTunnel | undefined;
+  const started: TunnelSummary[] = [];
+
+  before(async () => {
+    api = await extensionApi();
+    echo = await echoServer();
+    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
+  });
+
+  after(async () => {
+    for (const s of started) {
+      const e = api.manager.get(s.id);
+      if (e) await api.manager.remove(e);
+    }
+    await publisher?.stop();
+    await echo.close();
+    await run(COMMANDS.setTunnelSecret, { broker: BROKER, secret: '' });
+    await run(COMMANDS.removeBroker, { name: BROKER });
+  });
+
+  /** Connect, write, and resolve when the connection closes: 'echoed' or 'reset'. */
+  async function attempt(address: string): Promise<'echoed' | 'reset'> {
+    const { host, port } = splitAddress(address);
+    const s = net.connect({ host, port });
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString()));
+    s.on('error', () => undefined);
+    s.end('ping');
+    await new Promise((r) => s.once('close', r));
+    return got === 'ping' ? 'echoed' : 'reset';
+  }
+
+  it('a forward uses the broker\'s secret; a per-queue secret overrides it; the wrong one is refused in words', async () => {
+    const queue = uniqueQueue('secret');
+    publisher = publish({ queue, broker: 'amqp://guest:guest@127.0.0.1:5672', target: `127.0.0.1:${echo.port}`, secret: SECRET });
+    await publisher.ready;
+
+    assert.equal(await run<boolean>(COMMANDS.setTunnelSecret, { broker: BROKER, secret: SECRET }), true);
+    const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+    assert.ok(fwd, 'forward started');
+    started.push(fwd);
+    assert.equal(await roundTrip(fwd.address, 'with the secret'), 'with the secret');
+
+    assert.equal(await run<boolean>(COMMANDS.setTunnelSecret, { broker: BROKER, queue, secret: WRONG }), true);
+    await run(COMMANDS.restart, { id: fwd.id });
+    const entry = api.manager.get(fwd.id)!;
+    await waitFor(api, 'the forward is ready again', () => entry.state === 'ready');
+    assert.equal(await attempt(entry.localAddress), 'reset');
+    await waitFor(api, 'the log says the secret does not match', () => api.log.lines().some((l) => /the tunnel secret does not match/.test(l)));
+
+    // The secret is nowhere a user can see it: log, view, settings.
+    const visible = [
+      ...api.log.lines(),
+      ...treeItems(api).flatMap((i) => [i.label, i.description, i.tooltip]),
+      JSON.stringify(vscode.workspace.getConfiguration(CONFIG_SECTION)),
+      JSON.stringify(vscode.workspace.getConfiguration(CONFIG_SECTION).inspect('brokers')),
+      JSON.stringify(vscode.workspace.getConfiguration(CONFIG_SECTION).inspect('tunnels')),
+    ].join('\n');
+    for (const s of [SECRET, WRONG]) assert.ok(!visible.includes(s), 'a tunnel secret is visible');
+  });
+
+  it('refuses a secret shorter than 16 bytes', async () => {
+    assert.equal(await run<boolean>(COMMANDS.setTunnelSecret, { broker: BROKER, queue: 'short-one', secret: 'tiny' }), false);
+  });
+});
