@@ -76,7 +76,10 @@ ${BROKER_FLAGS}`,
   webclient: `Usage: amqp-tunnel webclient <listenaddr> <amqp://user:pass@host/vhost>
 
 The Go bridge's HTTP/1.x mode: each connection goes to the queue named in the
-X-AMQP-Server-Queue header of its first request.
+X-AMQP-Server-Queue header of its first request. What cannot be routed is
+answered with a reason: 400 (no header, bad queue name), 408 (no complete
+request head within 10 s), 502 (nothing listens on the queue), 504 (the
+listener did not answer in time).
 
 ${BROKER_FLAGS}`,
 } as const;
