@@ -153,7 +153,10 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
   this.timeout(120_000);
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  /** Set when the test is over, so a failed run's producers stop instead of flooding the cleanup. */
+  let stop = false;
   after(async () => {
+    stop = true;
     for (const fn of cleanups.splice(0).reverse()) await fn();
   });
   let accepted: StreamSocket[] = [];
@@ -192,7 +195,8 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     });
     server.listen(queue);
     await once(server, 'listening');
-    cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
+    // Not awaited: close() waits for every accepted stream, and closing the connection ends them.
+    cleanups.push(() => void server.close());
 
     const raw = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: uniqueQueue('fuzz-raw') } });
     cleanups.push(() => raw.close().catch(() => undefined));
@@ -218,7 +222,7 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     const received = digestAll(untargeted);
     const writer = (async () => {
       let i = 0;
-      while (fuzzing || sentBytes < 2 * MiB) {
+      while ((fuzzing || sentBytes < 2 * MiB) && !stop) {
         const chunk = Buffer.alloc(32 * 1024, i++ & 0xff);
         chunk.writeUInt32BE(i, 0);
         sentHash.update(chunk);
@@ -233,7 +237,7 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     // ---- new streams keep being served during the flood ------------------
     let servedDuring = 0;
     const prober = (async () => {
-      while (fuzzing) {
+      while (fuzzing && !stop) {
         await echoOnce(clientConn, queue, `during-${servedDuring}`);
         servedDuring++;
       }
@@ -310,7 +314,7 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     const count = (k: string): void => void (counts[k] = (counts[k] ?? 0) + 1);
     const rawClients: Array<Promise<void>> = [];
     const control = (async () => {
-      for (let i = 0; i < CONTROL_MESSAGES; i++) {
+      for (let i = 0; i < CONTROL_MESSAGES && !stop; i++) {
         const dice = r.int(100);
         if (i % (CONTROL_MESSAGES / RAW_CLIENTS) === 0) {
           count('raw client with garbage headers');
@@ -353,7 +357,7 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     const DATA_LIKE = 2_400;
     const dataExpected: Buffer[] = [];
     const data = (async () => {
-      for (let i = 0; i < HARMLESS; i++) {
+      for (let i = 0; i < HARMLESS && !stop; i++) {
         if (i % 2 === 0) {
           count('ping on the data queue');
           const headers = { ...garbageHeaders(rData), 'x-amqp-stream-ping': garbageValue(rData) };
@@ -375,7 +379,7 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
       // Phase 2: bodies without a reset or ping header ARE data under plain v2
       // (telling a stranger's body from the peer's needs `seq`): they must
       // arrive complete and in order, whatever headers ride along, at any size.
-      for (let i = 0; i < DATA_LIKE; i++) {
+      for (let i = 0; i < DATA_LIKE && !stop; i++) {
         count('body with garbage headers on the data queue');
         const body = i % 400 === 399 ? rData.bytes(MiB + rData.int(MiB)) : rData.bytes(1 + rData.int(4096));
         dataExpected.push(body);
