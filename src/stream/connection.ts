@@ -17,6 +17,7 @@ import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
+import { RateLimitedLogger } from '../common/ratelimit';
 import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
@@ -84,6 +85,8 @@ export interface ConnectOptions {
 
 interface ResolvedOptions {
   logger: Logger;
+  /** Where malformed input from the broker is logged: one line per kind of problem per minute. */
+  problemLog: RateLimitedLogger;
   maxMessageSize: number;
   prefetch: number;
   handshakeTimeout: number;
@@ -236,6 +239,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.url = url;
     this.options = {
       logger: options.logger ?? silentLogger,
+      problemLog: new RateLimitedLogger(options.logger ?? silentLogger),
       maxMessageSize: options.maxMessageSize ?? DEFAULTS.maxMessageSize,
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,

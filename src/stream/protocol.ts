@@ -27,23 +27,45 @@ export type Incoming =
   | { kind: 'data'; body: Buffer }
   | { kind: 'ping' }
   | { kind: 'eof' }
-  | { kind: 'reset'; reason: string };
+  | { kind: 'reset'; reason: string }
+  /** v2: a handshake message on an open stream (a reply to a request this stream never made); ignored. */
+  | { kind: 'stray' };
 
 interface MessageLike {
   content: Buffer;
-  properties: { headers?: Record<string, unknown> | undefined };
+  properties: { headers?: Record<string, unknown> | undefined; replyTo?: unknown };
 }
+
+/** Longest reset reason kept from the wire (the sender's is at most 200 characters too). */
+const MAX_REASON = 200;
 
 /** What a message on a stream's data queue means, given the negotiated version. */
 export function classify(msg: MessageLike, version: number): Incoming {
   if (version >= 2) {
-    const reset = msg.properties.headers?.[RESET_HEADER];
-    if (reset !== undefined) {
-      return { kind: 'reset', reason: Buffer.isBuffer(reset) ? reset.toString('utf8') : String(reset) };
+    const headers = msg.properties.headers;
+    const reset = headers?.[RESET_HEADER];
+    if (reset !== undefined) return { kind: 'reset', reason: wireText(reset, MAX_REASON) };
+    if (headers?.[PING_HEADER] !== undefined) return { kind: 'ping' };
+    // Our end of stream carries neither a reply-to nor a handshake header:
+    // such an empty message is a handshake reply meant for someone else
+    // (or a forgery), and taking it for an end would truncate the stream.
+    if (
+      msg.content.length === 0 &&
+      (msg.properties.replyTo !== undefined || headers?.[VERSION_HEADER] !== undefined || headers?.[FEATURES_HEADER] !== undefined)
+    ) {
+      return { kind: 'stray' };
     }
-    if (msg.properties.headers?.[PING_HEADER] !== undefined) return { kind: 'ping' };
   }
   return msg.content.length === 0 ? { kind: 'eof' } : { kind: 'data', body: msg.content };
+}
+
+/**
+ * A header value from the wire as one line of text: any AMQP type, control
+ * characters replaced (it ends up in error messages and logs), at most `max` characters.
+ */
+export function wireText(value: unknown, max: number): string {
+  const text = Buffer.isBuffer(value) ? value.toString('utf8', 0, Math.min(value.length, max * 4)) : typeof value === 'string' ? value.slice(0, max * 4) : String(value);
+  return text.replace(/\p{Cc}/gu, ' ').slice(0, max);
 }
 
 /** The version a peer offers or accepts in its handshake message (1 when it says nothing). */
@@ -123,10 +145,24 @@ export function isPing(msg: { properties: { headers?: Record<string, unknown> | 
   return msg.properties.headers?.[PING_HEADER] !== undefined;
 }
 
-/** A message is a valid connection request when it has an empty body and a reply-to. */
-export function connectionRequestProblem(msg: { content: Buffer; properties: { replyTo?: unknown } }): string | undefined {
-  if (msg.content.length !== 0) return `it has a ${msg.content.length}-byte body (a connection request has none)`;
+/** Why a control message is not a connection request: `kind` is one of a few fixed labels (for rate-limited logs). */
+export interface RequestProblem {
+  kind: 'body' | 'no reply-to' | 'own queue';
+  text: string;
+}
+
+/**
+ * A message is a valid connection request when it has an empty body and a
+ * reply-to that is not the listener's own control queue (answering there
+ * would send the listener requests from itself).
+ */
+export function connectionRequestProblem(
+  msg: { content: Buffer; properties: { replyTo?: unknown } },
+  controlQueue?: string,
+): RequestProblem | undefined {
+  if (msg.content.length !== 0) return { kind: 'body', text: `it has a ${msg.content.length}-byte body (a connection request has none)` };
   const replyTo = msg.properties.replyTo;
-  if (typeof replyTo !== 'string' || replyTo.length === 0) return 'it has no reply-to queue';
+  if (typeof replyTo !== 'string' || replyTo.length === 0) return { kind: 'no reply-to', text: 'it has no reply-to queue' };
+  if (replyTo === controlQueue) return { kind: 'own queue', text: 'its reply-to is the control queue itself' };
   return undefined;
 }

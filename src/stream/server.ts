@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
+import { untrusted } from '../common/ratelimit';
 import { channelError } from './brokerErrors';
 import type { Connection } from './connection';
 import { NONCE_HEADER, REFUSAL, REFUSED_HEADER, RefusalLog, resolveSecret } from './auth';
@@ -108,16 +109,21 @@ export class StreamServer extends EventEmitter {
 
   private onControl(msg: ConsumeMessage | null): void {
     const queue = this.queue!;
-    const log = this.conn.options.logger;
     if (msg === null) {
       this.fail(new TunnelError('ECONNRESET', `the broker cancelled the listener on queue '${queue}' (was the queue deleted?)`));
       return;
     }
     const ch = this.channel!;
-    const problem = connectionRequestProblem(msg);
+    const problems = this.conn.options.problemLog;
+    const problem = connectionRequestProblem(msg, queue);
     // A request can arrive between the consume and the 'listening' event: serve it.
     if (problem || (this.state !== 'listening' && this.state !== 'opening')) {
-      if (problem) log.warn(`rejected a malformed connection request on queue '${queue}': ${problem}`);
+      if (problem) {
+        problems.warn(
+          `malformed connection requests on '${queue}' (${problem.kind})`,
+          `rejected a malformed connection request on queue '${queue}': ${problem.text}`,
+        );
+      }
       try {
         ch.reject(msg, false);
       } catch {
@@ -135,14 +141,20 @@ export class StreamServer extends EventEmitter {
     });
     const headers = msg.properties.headers;
     socket._accept(this.conn, queue, clientQueue, peerVersion(headers), peerFeatures(headers), headers).then(
-      () => {
+      (clientThere) => {
         safeAck(ch, msg);
-        if (!socket.destroyed) this.emit('connection', socket);
+        if (!clientThere) {
+          problems.warn(
+            `connection requests on '${queue}' from no client`,
+            `ignored a connection request on queue '${queue}' whose reply-to queue ${untrusted(clientQueue)} does not exist (the client gave up, or the request was forged)`,
+          );
+          socket.destroy();
+        } else if (!socket.destroyed) this.emit('connection', socket);
       },
       (err: unknown) => {
         safeAck(ch, msg);
         if (err instanceof TunnelError && err.code === 'ERR_AMQP_SECRET') this.refusals.refused(queue, clientQueue, err.message);
-        else log.warn(`could not accept a stream on queue '${queue}': ${describeError(err)}`);
+        else problems.warn(`failed accepts on '${queue}'`, `could not accept a stream on queue '${queue}': ${describeError(err)}`);
         socket.destroy();
       },
     );

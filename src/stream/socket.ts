@@ -17,6 +17,7 @@
 import { Duplex } from 'node:stream';
 import type { ConsumeMessage, Message } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
+import { untrusted } from '../common/ratelimit';
 import type { ConsumerHandle, StreamHost } from './connection';
 import { MessagePacker } from './packer';
 import {
@@ -248,7 +249,12 @@ export class StreamSocket extends Duplex {
     );
   }
 
-  /** @internal Listener side: answer the client's handshake on our own queue. */
+  /**
+   * @internal Listener side: answer the client's handshake on our own queue.
+   * Resolves false, with nothing opened, when the broker returns the answer:
+   * the request's reply-to queue does not exist (its client gave up and
+   * left, or the request was forged), so no stream is announced for it.
+   */
   async _accept(
     transport: StreamHost,
     serverQueue: string,
@@ -256,7 +262,7 @@ export class StreamSocket extends Duplex {
     offered: number,
     clientFeatures: ReadonlySet<Feature> = new Set(),
     requestHeaders?: Record<string, unknown>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     this.role = 'listener';
     this.transport = transport;
     this.serverQueue = serverQueue;
@@ -275,7 +281,7 @@ export class StreamSocket extends Duplex {
     this.consumer = consumer;
     if (this.destroyed) {
       this.releaseConsumer();
-      return;
+      return true;
     }
     const version = Math.min(negotiate(offered), transport.options.protocolVersion);
     // The server refused requests that cannot authenticate before a queue was declared (server.ts).
@@ -283,7 +289,6 @@ export class StreamSocket extends Duplex {
     const features = version >= 2 ? commonFeatures(clientFeatures, offeredFeatures(transport.options.features, secret)) : new Set<Feature>();
     this.offered = features;
     this.peerQueue = clientQueue;
-    transport.watchReturns(clientQueue, this.onDataReturn);
     const headers = version >= 2 ? handshakeHeaders(version, features) : undefined;
     if (headers && secret && features.has('auth')) {
       this.auth = new StreamAuth(secret, 'listener');
@@ -291,11 +296,27 @@ export class StreamSocket extends Duplex {
       headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
       headers[PROOF_HEADER] = this.auth.proof(this.proofQueues());
     }
-    transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
     if (!this.auth) {
+      // Open only once the broker confirmed the answer; it sends a mandatory
+      // message's return before the confirm. Meanwhile deliveries wait in `early`.
+      let returned = false;
+      const noteReturn = (): void => void (returned = true);
+      transport.watchReturns(clientQueue, noteReturn);
+      this.announcing = true;
+      const err = await new Promise<Error | null>((resolve) =>
+        transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }), resolve),
+      );
+      transport.unwatchReturns(clientQueue, noteReturn);
+      this.announcing = false;
+      if (this.destroyed) return true;
+      if (err) throw err;
+      if (returned) return false;
+      transport.watchReturns(clientQueue, this.onDataReturn);
       this.opened(version, features);
-      return;
+      return true;
     }
+    transport.watchReturns(clientQueue, this.onDataReturn);
+    transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
     // The stream (and so the TCP target) opens only once the client proved it knows the secret.
     this.state = 'handshaking';
     const ms = transport.options.handshakeTimeout;
@@ -305,6 +326,7 @@ export class StreamSocket extends Duplex {
     await new Promise<void>((resolve, reject) => {
       this.authWait = { version, features, resolve, reject };
     });
+    return true;
   }
 
   /** The queues a handshake proof binds (both ends see the same ones). */
@@ -486,6 +508,14 @@ export class StreamSocket extends Duplex {
     if (m.kind === 'ping') {
       // Proof of life, not traffic: it must not hold off the user's setTimeout().
       this.ack(msg);
+      return;
+    }
+    if (m.kind === 'stray') {
+      this.ack(msg);
+      this.transport!.options.problemLog.warn(
+        'stray handshakes',
+        `ignored a handshake message on an open stream of '${this.serverQueue}' (a reply to a request this stream never made, reply-to ${untrusted(String(msg.properties.replyTo ?? ''))})`,
+      );
       return;
     }
     this.touch();

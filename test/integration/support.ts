@@ -154,3 +154,11 @@ export async function echoServer(): Promise<{ server: net.Server; port: number; 
     },
   };
 }
+
+/** A queue's messages as the broker counts them: ready, and delivered but not yet acknowledged (via rabbitmqctl). */
+export async function queueCounts(name: string): Promise<{ messages: number; unacknowledged: number }> {
+  type Q = { name: string; messages: number; messages_unacknowledged: number };
+  const q = (await rabbitmqctl<Q>(['list_queues', 'name', 'messages', 'messages_unacknowledged'])).find((x) => x.name === name);
+  if (!q) throw new Error(`the broker lists no queue named ${name}`);
+  return { messages: q.messages, unacknowledged: q.messages_unacknowledged };
+}

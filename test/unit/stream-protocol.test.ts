@@ -73,9 +73,33 @@ describe('wire protocol vocabulary', () => {
 
   it('accepts only empty-body connection requests with a reply-to', () => {
     assert.equal(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: 'amq.gen-x' } }), undefined);
-    assert.match(connectionRequestProblem({ content: Buffer.from('hi'), properties: { replyTo: 'q' } })!, /2-byte body/);
-    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: {} })!, /no reply-to/);
-    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: '' } })!, /no reply-to/);
+    assert.match(connectionRequestProblem({ content: Buffer.from('hi'), properties: { replyTo: 'q' } })!.text, /2-byte body/);
+    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: {} })!.text, /no reply-to/);
+    assert.match(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: '' } })!.text, /no reply-to/);
+    assert.equal(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: 'svc' } }, 'svc')!.kind, 'own queue');
+    assert.equal(connectionRequestProblem({ content: Buffer.alloc(0), properties: { replyTo: 'amq.gen-x' } }, 'svc'), undefined);
+  });
+
+  it('v2: an empty message with a reply-to or a handshake header is a stray handshake, never an end', () => {
+    const withReplyTo = (replyTo: string) => ({ content: Buffer.alloc(0), properties: { replyTo } });
+    assert.deepEqual(classify(withReplyTo('amq.gen-x'), 2), { kind: 'stray' });
+    assert.deepEqual(classify(withReplyTo(''), 2), { kind: 'stray' });
+    assert.deepEqual(classify(msg('', { [VERSION_HEADER]: 2 }), 2), { kind: 'stray' });
+    assert.deepEqual(classify(msg('', { [FEATURES_HEADER]: 'seq' }), 2), { kind: 'stray' });
+    // v1 stays the Go library's reading: any empty body ends the stream.
+    assert.deepEqual(classify(withReplyTo('amq.gen-x'), 1), { kind: 'eof' });
+    // A body is data whatever rides along (plain v2 cannot tell a stranger's body from the peer's).
+    assert.deepEqual(classify({ content: Buffer.from('x'), properties: { replyTo: 'q' } }, 2), { kind: 'data', body: Buffer.from('x') });
+  });
+
+  it('v2: a reset reason from the wire becomes one short printable line, whatever its type', () => {
+    const reason = (value: unknown) => (classify(msg('', { [RESET_HEADER]: value }), 2) as { reason: string }).reason;
+    assert.equal(reason('evil\nFAKE LOG LINE\u001b[31m'), 'evil FAKE LOG LINE [31m');
+    assert.equal(reason('x'.repeat(100_000)).length, 200);
+    assert.equal(reason(Buffer.alloc(100_000, 0x41)).length, 200);
+    assert.equal(reason({ a: 1 }), '[object Object]');
+    assert.equal(reason(null), 'null');
+    assert.equal(reason(42), '42');
   });
 });
 
