@@ -10,9 +10,7 @@ import {
   brokerTransport,
   formatHostPort,
   forward,
-  parseBind,
-  parseQueue,
-  parseTarget,
+  parseTunnelEntry,
   publish,
   webForward,
   type Transport,
@@ -99,15 +97,10 @@ function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check'
         const entry = (t ?? {}) as Record<string, unknown>;
         const where = `${cmd.file}: tunnels[${i}]`;
         try {
-          if (typeof entry.publish === 'string' || typeof entry.publish === 'number') {
-            if (typeof entry.queue !== 'string') throw new Error('a publish entry needs "queue"');
-            return publish({ transport, logger, secret: cmd.secret, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue) });
-          }
-          if (typeof entry.forward === 'string') {
-            const bind = entry.bind === undefined ? '0' : String(entry.bind);
-            return forward({ transport, logger, secret: cmd.secret, queue: parseQueue(entry.forward), bind: parseBind(bind) });
-          }
-          throw new Error('each entry needs "publish": "[host:]port" with "queue", or "forward": "QUEUE" with optional "bind"');
+          const e = parseTunnelEntry(entry);
+          return e.kind === 'publish'
+            ? publish({ transport, logger, secret: cmd.secret, target: e.target, queue: e.queue })
+            : forward({ transport, logger, secret: cmd.secret, queue: e.queue, bind: e.bind });
         } catch (err) {
           throw new UsageError(`${where}: ${describeError(err).replace(/ \(ERR_INVALID_ARG\)$/, '')}`, 'run');
         }

@@ -83,15 +83,16 @@ export class Output {
       if (this.json) return;
       if (c.state === 'ready' && c.previous === 'starting') {
         this.starting = false;
-        if (tunnel.kind === 'publish') this.line('info', `publishing ${target} on queue '${tunnel.queue}' at ${brokerSafe}`);
-        else this.line('info', `forwarding ${address} -> queue '${tunnel.queue}' at ${brokerSafe}`);
+        // One short line that says "ready", also where stderr is no terminal (a container, systemd, a CI log).
+        if (tunnel.kind === 'publish') this.line('info', `ready: publishing ${target} on queue '${tunnel.queue}' (${brokerSafe})`);
+        else this.line('info', `ready: ${address} leads to queue '${tunnel.queue}' (${brokerSafe})`);
       } else if (c.state === 'ready') {
         this.line('info', `${tunnel.name}: broker connection back; ready`);
       } else if (c.state === 'reconnecting') {
         this.line('warn', `${tunnel.name}: broker connection lost; open connections were reset; reconnecting`);
       }
     });
-    tunnel.on('connection', (c: ConnectionStats) => this.event('connection', { tunnel: tunnel.name, id: c.id, peer: c.peer }));
+    tunnel.on('connection', (c: ConnectionStats) => this.event('connection', { tunnel: tunnel.name, id: c.id, peer: c.peer, stream: c.stream }));
     tunnel.on('connectionClosed', (c: ConnectionStats, r: PipeResult) =>
       this.event('connectionClosed', {
         tunnel: tunnel.name,

@@ -16,43 +16,25 @@
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
-import type { Brokers } from './brokers';
 import { COMMANDS } from './ids';
-import type { KeptTunnels } from './kept';
-import type { TunnelLog } from './log';
-import type { TunnelEntry, TunnelManager } from './manager';
+import type { TunnelEntry } from './manager';
 import {
   DEFAULT_BROKER_URL,
   bindInputProblem,
   brokerNameProblem,
   brokerUrlProblem,
   defaultPublishQueue,
+  plural,
   queueInputProblem,
   scrub,
   targetInputProblem,
   type TunnelSpec,
 } from './model';
-import type { Node, TunnelTree } from './tree';
+import type { Node } from './tree';
+import { askChecked, pickBroker, pickTunnel } from './prompts';
+import { summary, type Services, type TunnelSummary } from './services';
 import { formatHostPort, freePort, parseBind, parseTarget } from '../tunnel/spec';
 import { confirmAllInterfaces } from './tunnelSecrets';
-
-export interface TunnelSummary {
-  id: string;
-  kind: 'forward' | 'publish';
-  broker: string;
-  queue: string;
-  /** forward: the local address to connect to; publish: the local service. */
-  address: string;
-  state: string;
-}
-
-export interface Services {
-  brokers: Brokers;
-  manager: TunnelManager;
-  kept: KeptTunnels;
-  log: TunnelLog;
-  tree: TunnelTree;
-}
 
 type TunnelRef = Node | { id: string } | undefined;
 
@@ -66,20 +48,20 @@ export function registerCommands(context: vscode.ExtensionContext, s: Services):
   reg(COMMANDS.restart, (ref?: TunnelRef) => withTunnel(s, ref, 'Restart which tunnel?', (e) => startWithProgress(s, e.spec, () => s.manager.restart(e))));
   reg(COMMANDS.remove, (ref?: TunnelRef) => withTunnel(s, ref, 'Remove which tunnel?', (e) => s.manager.remove(e)));
   reg(COMMANDS.copyAddress, (ref?: TunnelRef) =>
-    withTunnel(s, ref, 'Copy the address of which tunnel?', async (e) => {
+    withTunnel(s, ref, 'Copy the address of which running tunnel?', async (e) => {
       await vscode.env.clipboard.writeText(e.localAddress);
       vscode.window.setStatusBarMessage(`Copied ${e.localAddress}`, 3000);
       return e.localAddress;
-    }),
+    }, { runningOnly: true }),
   );
   reg(COMMANDS.openInBrowser, (ref?: TunnelRef) =>
-    withTunnel(s, ref, 'Open which tunnel in the browser?', async (e) => {
+    withTunnel(s, ref, 'Open which running tunnel in the browser?', async (e) => {
       const a = parseBind(e.localAddress);
       const host = a.host === '0.0.0.0' || a.host === '::' ? '127.0.0.1' : a.host;
       const uri = await vscode.env.asExternalUri(vscode.Uri.parse(`http://${formatHostPort({ host, port: a.port })}/`));
       await vscode.env.openExternal(uri);
       return uri.toString();
-    }),
+    }, { runningOnly: true }),
   );
   reg(COMMANDS.keep, (ref?: TunnelRef) =>
     withTunnel(s, ref, 'Keep which tunnel (start it with the workspace)?', async (e) => {
@@ -109,57 +91,67 @@ function brokerArgs<T extends { name?: string }>(args: T | Node | undefined): T 
 
 async function forwardCommand(s: Services, args: { broker?: string; queue?: string; bind?: string }): Promise<TunnelSummary | undefined> {
   const title = 'Forward port over AMQP';
-  const broker = args.broker ?? (await pickBroker(s, title));
+  const broker = args.broker ?? (await pickBrokerOrAdd(s, title));
   if (!broker) return undefined;
-  const queue =
-    args.queue ??
-    (await pickQueue(s, title, 'The queue a publisher listens on (see "Publish port over AMQP" or `amqp-tunnel publish`)'));
+  const queue = await askChecked(
+    args.queue ?? (await pickQueue(s, title, 'The queue a publisher listens on (see "Publish port over AMQP" or `amqp-tunnel publish`)')),
+    queueInputProblem,
+    { title },
+  );
   if (queue === undefined) return undefined;
-  const bind =
-    args.bind ??
-    (await vscode.window.showInputBox({
-      title,
-      prompt: 'Local port to listen on, or address:port (127.0.0.1 unless you give an address; 0 picks a free port)',
-      value: String(await freePort().catch(() => 0)),
-      validateInput: bindInputProblem,
-      ignoreFocusOut: true,
-    }));
+  if (args.bind !== undefined && bindInputProblem(args.bind)) return void vscode.window.showErrorMessage(bindInputProblem(args.bind)!);
+  // A forward of this queue exists already: use it (restarted if it is stopped) instead of a silent duplicate.
+  // Only an explicit port other than the existing forward's, or the user's choice, makes a second one.
+  const existing = s.manager.forwardsOf(broker, queue)[0];
+  if (existing && (args.bind === undefined || parseBind(args.bind).port === 0)) {
+    const reuse = args.bind !== undefined || args.queue !== undefined ? true : await askReuse(title, existing);
+    if (reuse === undefined) return undefined;
+    if (reuse) return startTunnel(s, existing.spec);
+  }
+  const bind = await askChecked(args.bind, bindInputProblem, {
+    title,
+    prompt: 'Local port to listen on, or address:port (127.0.0.1 unless you give an address; 0 picks a free port)',
+    value: String(await freePort().catch(() => 0)),
+  });
   if (bind === undefined) return undefined;
-  const problem = queueInputProblem(queue) ?? bindInputProblem(bind);
-  if (problem) return void vscode.window.showErrorMessage(problem);
+  // Listening on every interface exposes the remote port to the network: asked first (tunnelSecrets.ts).
   if (!(await confirmAllInterfaces(parseBind(bind)))) return undefined;
   return startTunnel(s, { kind: 'forward', broker, queue, address: formatHostPort(parseBind(bind)) });
 }
 
 async function publishCommand(s: Services, args: { broker?: string; target?: string; queue?: string }): Promise<TunnelSummary | undefined> {
   const title = 'Publish port over AMQP';
-  const broker = args.broker ?? (await pickBroker(s, title));
+  const broker = args.broker ?? (await pickBrokerOrAdd(s, title));
   if (!broker) return undefined;
-  const target =
-    args.target ??
-    (await vscode.window.showInputBox({
-      title,
-      prompt: 'The local port to publish, or host:port (127.0.0.1 unless you give a host), for example 9229',
-      placeHolder: '9229',
-      validateInput: targetInputProblem,
-      ignoreFocusOut: true,
-    }));
+  const target = await askChecked(args.target, targetInputProblem, {
+    title,
+    prompt: 'The local port to publish, or host:port (127.0.0.1 unless you give a host), for example 9229',
+    placeHolder: '9229',
+  });
   if (target === undefined) return undefined;
-  const targetProblem = targetInputProblem(target);
-  if (targetProblem) return void vscode.window.showErrorMessage(targetProblem);
-  const queue =
-    args.queue ??
-    (await vscode.window.showInputBox({
-      title,
-      prompt: 'The queue to publish on: whoever forwards this queue reaches the port',
-      value: defaultPublishQueue(os.hostname(), target, randomBytes(3).toString('hex')),
-      validateInput: queueInputProblem,
-      ignoreFocusOut: true,
-    }));
+  const queue = await askChecked(args.queue, queueInputProblem, {
+    title,
+    prompt: 'The queue to publish on: whoever forwards this queue reaches the port',
+    value: defaultPublishQueue(os.hostname(), target, randomBytes(3).toString('hex')),
+  });
   if (queue === undefined) return undefined;
-  const problem = queueInputProblem(queue);
-  if (problem) return void vscode.window.showErrorMessage(problem);
   return startTunnel(s, { kind: 'publish', broker, queue, address: formatHostPort(parseTarget(target)) });
+}
+
+/** Use the existing forward of a queue (true), start another one (false), or cancel (undefined). */
+async function askReuse(title: string, existing: TunnelEntry): Promise<boolean | undefined> {
+  const use = {
+    label: existing.running ? `Use the forward at ${existing.localAddress}` : `Restart the forward at ${existing.localAddress}`,
+    description: existing.state,
+    reuse: true,
+  };
+  const another = { label: `Start another forward of '${existing.spec.queue}'`, description: 'on a new local port', reuse: false };
+  const pick = await vscode.window.showQuickPick([use, another], {
+    title,
+    placeHolder: `Queue '${existing.spec.queue}' is forwarded already (${existing.localAddress}, ${existing.state})`,
+    ignoreFocusOut: true,
+  });
+  return pick?.reuse;
 }
 
 async function startTunnel(s: Services, spec: TunnelSpec): Promise<TunnelSummary | undefined> {
@@ -185,9 +177,6 @@ async function startWithProgress(s: Services, spec: TunnelSpec, run: () => Promi
   }
 }
 
-export function summary(e: TunnelEntry): TunnelSummary {
-  return { id: e.id, kind: e.spec.kind, broker: e.spec.broker, queue: e.spec.queue, address: e.localAddress, state: e.state };
-}
 
 /**
  * One notification per failure: the cause in words and the actions that can
@@ -212,18 +201,8 @@ export function reportError(s: Services, err: unknown, spec: TunnelSpec | undefi
 // ---- prompts -------------------------------------------------------------------
 
 /** The broker to use: the only one, a picked one, or (with none configured) a new one. */
-async function pickBroker(s: Services, title: string): Promise<string | undefined> {
-  const brokers = s.brokers.list();
-  if (brokers.length === 0) {
-    const added = await addBrokerCommand(s, {}, `${title}: no broker is configured yet; add one`);
-    return added;
-  }
-  if (brokers.length === 1) return brokers[0].name;
-  const pick = await vscode.window.showQuickPick(
-    brokers.map((b) => ({ label: b.name, description: b.url })),
-    { title, placeHolder: 'Which broker?', ignoreFocusOut: true },
-  );
-  return pick?.label;
+function pickBrokerOrAdd(s: Services, title: string): Promise<string | undefined> {
+  return pickBroker(s.brokers.list(), title, () => addBrokerCommand(s, {}, `${title}: no broker is configured yet; add one`));
 }
 
 /** Type a queue name, or pick one of the queues of listed and kept tunnels. */
@@ -263,40 +242,32 @@ async function pickQueue(s: Services, title: string, prompt: string): Promise<st
 
 async function addBrokerCommand(s: Services, args: { name?: string; url?: string; password?: string }, title = 'Add Broker'): Promise<string | undefined> {
   const existing = s.brokers.list().map((b) => b.name);
-  const url =
-    args.url ??
-    (await vscode.window.showInputBox({
-      title,
-      prompt: 'Broker URL: amqp[s]://user@host[:port][/vhost] (the password is asked next and kept in the secret store)',
-      value: DEFAULT_BROKER_URL,
-      validateInput: brokerUrlProblem,
-      ignoreFocusOut: true,
-    }));
+  let url = await askChecked(args.url, brokerUrlProblem, {
+    title,
+    prompt: 'Broker URL: amqp[s]://host[:port][/vhost] (the user name and password are asked next; the password is kept in the secret store)',
+    value: DEFAULT_BROKER_URL,
+  });
   if (url === undefined) return undefined;
-  const urlProblem = brokerUrlProblem(url);
-  if (urlProblem) return void vscode.window.showErrorMessage(urlProblem);
-  const name =
-    args.name ??
-    (await vscode.window.showInputBox({
+  // The user name is asked for (defaulting to the URL's, else RabbitMQ's guest) instead of having to be typed into the URL.
+  if (args.url === undefined && !urlHasPassword(url)) {
+    const user = await askChecked(undefined, (v) => (v.trim() ? undefined : 'give a user name, such as guest'), {
       title,
-      prompt: 'A name for this broker, shown in the Tunnels view',
-      value: existing.length === 0 ? 'local' : '',
-      validateInput: (v) => brokerNameProblem(v, existing),
-      ignoreFocusOut: true,
-    }));
+      prompt: 'User name for the broker (RabbitMQ\'s default is guest)',
+      value: urlUser(url) || 'guest',
+    });
+    if (user === undefined) return undefined;
+    url = withUser(url, user.trim());
+  }
+  // A name given as an argument may replace a broker of that name; a typed one must be new.
+  const name = await askChecked(args.name, (v) => (args.name === undefined ? brokerNameProblem(v, existing) : v.trim() ? undefined : 'the broker name is empty'), {
+    title,
+    prompt: 'A name for this broker, shown in the Tunnels view',
+    value: existing.length === 0 ? 'local' : '',
+  });
   if (name === undefined) return undefined;
-  const nameProblem = args.name === undefined ? brokerNameProblem(name, existing) : name.trim() ? undefined : 'the broker name is empty';
-  if (nameProblem) return void vscode.window.showErrorMessage(nameProblem);
-  const hasPasswordInUrl = (() => {
-    try {
-      return new URL(url.trim()).password !== '';
-    } catch {
-      return false;
-    }
-  })();
   const password =
     args.password ??
-    (hasPasswordInUrl || args.url !== undefined
+    (urlHasPassword(url) || args.url !== undefined
       ? undefined
       : await vscode.window.showInputBox({
           title,
@@ -309,9 +280,10 @@ async function addBrokerCommand(s: Services, args: { name?: string; url?: string
   return entry.name;
 }
 
-async function setPasswordCommand(s: Services, args: { name?: string; password?: string }): Promise<void> {
+/** Store a password; the broker's tunnels that failed on the login are restarted, and what happened is confirmed. */
+async function setPasswordCommand(s: Services, args: { name?: string; password?: string }): Promise<{ restarted: TunnelSummary[] } | undefined> {
   const name = args.name ?? (await pickExistingBroker(s, 'Set Broker Password'));
-  if (!name) return;
+  if (!name) return undefined;
   if (!s.brokers.get(name)) return void vscode.window.showErrorMessage(`No broker named '${name}' is configured.`);
   const password =
     args.password ??
@@ -321,9 +293,51 @@ async function setPasswordCommand(s: Services, args: { name?: string; password?:
       password: true,
       ignoreFocusOut: true,
     }));
-  if (password === undefined) return;
+  if (password === undefined) return undefined;
   await s.brokers.setPassword(name, password);
   s.log.info(`${password ? 'stored' : 'removed'} the password of broker '${name}'`);
+  // The tunnels of this broker that failed on the login start again with the new password.
+  const refused = s.manager.list().filter((e) => e.spec.broker === name && e.state === 'failed' && e.startErrorCode === 'ERR_AMQP_AUTH');
+  const results = await Promise.all(
+    refused.map((e) =>
+      s.manager.restart(e).then(
+        () => true,
+        (err: unknown) => (s.log.error(`${e.spec.kind} ${e.spec.queue}: ${scrub((err as Error).message, s.brokers.knownSecrets)}`), false),
+      ),
+    ),
+  );
+  const ok = results.filter(Boolean).length;
+  const what = `${password ? 'Saved' : 'Removed'} the password of broker '${name}'`;
+  if (refused.length === 0) vscode.window.setStatusBarMessage(`${what}.`, 4000);
+  else if (ok === refused.length) void vscode.window.showInformationMessage(`${what}; ${plural(ok, 'tunnel')} that failed on the login ${ok === 1 ? 'is' : 'are'} running again.`);
+  else {
+    void vscode.window.showErrorMessage(`${what}; ${plural(refused.length - ok, 'tunnel')} still cannot log in: the log says why.`, 'Show Log').then((c) => {
+      if (c) s.log.show();
+    });
+  }
+  return { restarted: refused.map(summary) };
+}
+
+function urlHasPassword(url: string): boolean {
+  try {
+    return new URL(url.trim()).password !== '';
+  } catch {
+    return false;
+  }
+}
+
+function urlUser(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url.trim()).username);
+  } catch {
+    return '';
+  }
+}
+
+function withUser(url: string, user: string): string {
+  const u = new URL(url.trim());
+  u.username = encodeURIComponent(user);
+  return u.toString().replace(/\/$/, '');
 }
 
 async function removeBrokerCommand(s: Services, args: { name?: string }): Promise<void> {
@@ -333,42 +347,42 @@ async function removeBrokerCommand(s: Services, args: { name?: string }): Promis
   s.log.info(`removed broker '${name}' and its password`);
 }
 
-async function pickExistingBroker(s: Services, title: string): Promise<string | undefined> {
-  const brokers = s.brokers.list();
-  if (brokers.length === 0) {
-    void vscode.window.showInformationMessage('No broker is configured yet.', 'Add Broker').then((c) => {
-      if (c) void vscode.commands.executeCommand(COMMANDS.addBroker);
-    });
-    return undefined;
-  }
-  const pick = await vscode.window.showQuickPick(
-    brokers.map((b) => ({ label: b.name, description: b.url })),
-    { title, placeHolder: 'Which broker?' },
+/** A configured broker, always asked for (these commands change it); with none, an offer to add one. */
+function pickExistingBroker(s: Services, title: string): Promise<string | undefined> {
+  return pickBroker(
+    s.brokers.list(),
+    title,
+    async () => {
+      void vscode.window.showInformationMessage('No broker is configured yet.', 'Add Broker').then((c) => {
+        if (c) void vscode.commands.executeCommand(COMMANDS.addBroker);
+      });
+      return undefined;
+    },
+    true,
   );
-  return pick?.label;
 }
 
 /** Resolve a tree item, `{ id }` or nothing (pick from a list) to a tunnel, then run `fn`. */
-async function withTunnel<T>(s: Services, ref: TunnelRef, placeHolder: string, fn: (e: TunnelEntry) => Promise<T>): Promise<T | undefined> {
+async function withTunnel<T>(
+  s: Services,
+  ref: TunnelRef,
+  placeHolder: string,
+  fn: (e: TunnelEntry) => Promise<T>,
+  options: { runningOnly?: boolean } = {},
+): Promise<T | undefined> {
   let entry: TunnelEntry | undefined;
   if (ref && 'type' in ref) entry = ref.type === 'tunnel' ? ref.entry : undefined;
   else if (ref && 'id' in ref) entry = s.manager.get(ref.id);
   else {
-    const all = s.manager.list();
+    // Copy and Open offer only running tunnels: nobody listens on a stopped one's port.
+    const all = s.manager.list().filter((e) => !options.runningOnly || e.running);
     if (all.length === 0) {
       void vscode.window.showInformationMessage('There are no tunnels.', 'Forward port over AMQP').then((c) => {
         if (c) void vscode.commands.executeCommand(COMMANDS.forward);
       });
       return undefined;
     }
-    const pick =
-      all.length === 1
-        ? { entry: all[0] }
-        : await vscode.window.showQuickPick(
-            all.map((e) => ({ label: `${e.spec.kind} ${e.spec.queue}`, description: `${e.localAddress} · ${e.state} · ${e.spec.broker}`, entry: e })),
-            { placeHolder },
-          );
-    entry = pick?.entry;
+    entry = await pickTunnel(all, placeHolder);
   }
   if (!entry) return undefined;
   return fn(entry);

@@ -5,7 +5,8 @@
  */
 import * as vscode from 'vscode';
 import { Brokers } from './brokers';
-import { registerCommands, reportError, type Services } from './commands';
+import { registerCommands, reportError } from './commands';
+import type { Services } from './services';
 import { COMMANDS, CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
 import { TunnelSecrets, setTunnelSecretCommand } from './tunnelSecrets';
 import { registerDebugSupport, type DebugSupport } from './debug';
@@ -13,6 +14,7 @@ import { KeptTunnels } from './kept';
 import { TunnelLog } from './log';
 import { TunnelManager } from './manager';
 import { plural } from './model';
+import { PublisherWatch } from './presence';
 import { TunnelStatusBar } from './statusBar';
 import { TunnelTree } from './tree';
 
@@ -22,6 +24,8 @@ export interface AmqpTunnelApi extends Services {
   restored: Promise<void>;
   /** Debugging through tunnels (src/extension/debug). */
   debug: DebugSupport;
+  /** Publisher presence of ready forwards, checked while the view is visible. */
+  presence: PublisherWatch;
 }
 
 let services: AmqpTunnelApi | undefined;
@@ -32,11 +36,12 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const tunnelSecrets = new TunnelSecrets(context.secrets, brokers.knownSecrets);
   const manager = new TunnelManager(brokers, log, tunnelSecrets);
   const kept = new KeptTunnels(() => brokers.list()[0]?.name);
-  const tree = new TunnelTree(manager, (e) => kept.has(e.spec));
+  const tree = new TunnelTree(manager, (e) => kept.has(e.spec), brokers);
   const statusBar = new TunnelStatusBar(manager);
   const view = vscode.window.createTreeView(VIEWS.tunnels, { treeDataProvider: tree, showCollapseAll: false });
+  const presence = new PublisherWatch(manager, brokers, view);
   const s: Services = { brokers, manager, kept, log, tree };
-  context.subscriptions.push(log, manager, tree, statusBar, view);
+  context.subscriptions.push(log, manager, tree, statusBar, view, presence);
   registerCommands(context, s);
   context.subscriptions.push(
     vscode.commands.registerCommand(COMMANDS.setTunnelSecret, (args?: { broker?: string; queue?: string; secret?: string }) =>
@@ -51,12 +56,12 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
       if (now !== hasTunnels) void vscode.commands.executeCommand('setContext', CONTEXT.hasTunnels, (hasTunnels = now));
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration(`${CONFIG_SECTION}.${SETTINGS.tunnels}`)) tree.refresh();
+      if (e.affectsConfiguration(`${CONFIG_SECTION}.${SETTINGS.tunnels}`) || e.affectsConfiguration(`${CONFIG_SECTION}.${SETTINGS.brokers}`)) tree.refresh();
     }),
   );
   for (const p of brokers.problems()) log.warn(`settings: ${p}`);
   const restored = restoreKept(s, context);
-  services = { ...s, statusBar, restored, debug };
+  services = { ...s, statusBar, restored, debug, presence };
   return services;
 }
 

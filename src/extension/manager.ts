@@ -22,6 +22,15 @@ export class TunnelEntry {
   brokerAddress = '';
   /** Set when the tunnel failed to start; the tunnel's own last error otherwise. */
   startError?: string;
+  /** The error code of that failure (ERR_AMQP_AUTH: a new password restarts the tunnel). */
+  startErrorCode?: string;
+  /**
+   * forward: whether a publisher holds the queue, as last checked
+   * (PublisherWatch, while the view is visible); undefined when unknown.
+   */
+  publisher?: boolean;
+  /** Open connections of the current tunnel, counted from its events (no stats rebuilt). */
+  open = 0;
 
   constructor(
     readonly id: string,
@@ -49,6 +58,11 @@ export class TunnelEntry {
     const s = this.state;
     return s === 'starting' || s === 'ready' || s === 'reconnecting';
   }
+
+  /** Ready, and for a forward not known to lead nowhere (a publisher is there, or not checked). */
+  get usable(): boolean {
+    return this.state === 'ready' && this.publisher !== false;
+  }
 }
 
 export class TunnelManager implements vscode.Disposable {
@@ -61,6 +75,8 @@ export class TunnelManager implements vscode.Disposable {
   readonly onDidChange = this.changed.event;
   private nextId = 1;
   private timer?: NodeJS.Timeout;
+  /** Tunnels with open connections: their counts refresh every second. */
+  private readonly busy = new Set<TunnelEntry>();
 
   constructor(
     private readonly brokers: Brokers,
@@ -129,9 +145,25 @@ export class TunnelManager implements vscode.Disposable {
     this.changed.dispose();
   }
 
+  /** Record whether a forward's queue has a publisher; fires a change only when it changed. */
+  setPublisher(entry: TunnelEntry, present: boolean | undefined): void {
+    if (entry.publisher === present) return;
+    entry.publisher = present;
+    this.fire(entry);
+  }
+
+  /** The listed forwards of `queue` on `broker`, running ones first. */
+  forwardsOf(broker: string, queue: string): TunnelEntry[] {
+    return this.list()
+      .filter((e) => e.spec.kind === 'forward' && e.spec.broker === broker && e.spec.queue === queue)
+      .sort((a, b) => Number(b.running) - Number(a.running));
+  }
+
   private async launch(entry: TunnelEntry): Promise<void> {
     const { spec } = entry;
     entry.startError = undefined;
+    entry.startErrorCode = undefined;
+    entry.publisher = undefined;
     entry.tunnel = undefined;
     const broker = this.brokers.get(spec.broker);
     if (!broker) {
@@ -146,16 +178,23 @@ export class TunnelManager implements vscode.Disposable {
     if (spec.kind === 'publish' && !secret) this.tunnelSecrets?.warnUnprotected(spec.broker, spec.queue, spec.address);
     const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address });
     entry.tunnel = tunnel;
-    const onEvent = (): void => this.fire(entry);
-    tunnel.on('state', onEvent);
-    tunnel.on('connection', onEvent);
-    tunnel.on('connectionClosed', onEvent);
+    entry.open = 0;
+    tunnel.on('state', () => this.fire(entry));
+    tunnel.on('connection', () => {
+      if (entry.tunnel === tunnel) entry.open++;
+      this.fire(entry);
+    });
+    tunnel.on('connectionClosed', () => {
+      if (entry.tunnel === tunnel) entry.open = Math.max(0, entry.open - 1);
+      this.fire(entry);
+    });
     this.fire(entry);
     try {
       await tunnel.ready;
     } catch (err) {
       const message = scrub((err as Error).message ?? String(err), this.brokers.knownSecrets);
       entry.startError = message;
+      entry.startErrorCode = (err as { code?: string }).code;
       this.fire(entry);
       throw Object.assign(new Error(message), { code: (err as { code?: string }).code });
     }
@@ -169,15 +208,19 @@ export class TunnelManager implements vscode.Disposable {
 
   private fire(entry: TunnelEntry | undefined): void {
     this.changed.fire(entry);
-    const busy = this.list().some((e) => (e.stats()?.activeConnections ?? 0) > 0);
-    if (busy && !this.timer) {
+    // Only the tunnel that changed is looked at (its live count), not every tunnel's stats:
+    // with many connections a full rebuild on every event was O(n^2).
+    if (entry) {
+      if (this.entries.has(entry.id) && entry.open > 0) this.busy.add(entry);
+      else this.busy.delete(entry);
+    } else {
+      for (const e of this.busy) if (!this.entries.has(e.id)) this.busy.delete(e);
+    }
+    if (this.busy.size > 0 && !this.timer) {
       this.timer = setInterval(() => {
-        const active = this.list().filter((e) => (e.stats()?.activeConnections ?? 0) > 0);
-        // The last busy tunnel's final counts were fired by its 'connectionClosed'.
-        if (active.length === 0) this.fire(undefined);
-        for (const e of active) this.fire(e);
+        for (const e of [...this.busy]) this.fire(e);
       }, STATS_INTERVAL_MS);
-    } else if (!busy && this.timer) {
+    } else if (this.busy.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }

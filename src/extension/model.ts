@@ -10,6 +10,7 @@
  *     { "publish": "127.0.0.1:9229", "queue": "my-app", "broker": "local" }
  */
 import { parseBind, parseTarget, formatHostPort, type HostPort } from '../tunnel/spec';
+import { parseTunnelEntry } from '../tunnel/entry';
 import { parseStreamUrl, queueNameProblem, redactUrl } from '../stream/url';
 
 export type TunnelKind = 'forward' | 'publish';
@@ -40,29 +41,24 @@ export function specKey(s: TunnelSpec): string {
   return JSON.stringify([s.kind, s.broker, s.queue, s.address]);
 }
 
-/** One `amqpTunnel.tunnels` entry as a spec, or a sentence saying what is wrong with it. */
+/**
+ * One `amqpTunnel.tunnels` entry as a spec, or a sentence saying what is
+ * wrong with it. The entry itself is read by the CLI's parser (src/tunnel/entry.ts),
+ * so a tunnels.json entry means the same in both; only "broker" is ours.
+ */
 export function specFromKept(entry: unknown, defaultBroker: string | undefined): TunnelSpec | string {
   if (!entry || typeof entry !== 'object') return 'an entry is not an object';
   const e = entry as Record<string, unknown>;
   const broker = typeof e.broker === 'string' ? e.broker : defaultBroker;
   if (!broker) return 'an entry names no broker and no broker is configured';
   try {
-    if (typeof e.forward === 'string') {
-      const problem = queueNameProblem(e.forward);
-      if (problem) return problem;
-      const bind = parseBind(typeof e.bind === 'string' ? e.bind : '0');
-      return { kind: 'forward', broker, queue: e.forward, address: formatHostPort(bind) };
-    }
-    if (typeof e.publish === 'string') {
-      if (typeof e.queue !== 'string') return `the entry publishing ${e.publish} has no "queue"`;
-      const problem = queueNameProblem(e.queue);
-      if (problem) return problem;
-      return { kind: 'publish', broker, queue: e.queue, address: formatHostPort(parseTarget(e.publish)) };
-    }
+    const t = parseTunnelEntry(entry);
+    return t.kind === 'forward'
+      ? { kind: 'forward', broker, queue: t.queue, address: formatHostPort(t.bind) }
+      : { kind: 'publish', broker, queue: t.queue, address: formatHostPort(t.target) };
   } catch (err) {
     return (err as Error).message;
   }
-  return 'an entry has neither "forward" nor "publish"';
 }
 
 /** The settings entry for a spec (what "Keep Tunnel" writes). */
@@ -141,9 +137,17 @@ export function splitBrokerUrl(value: string): { url: string; password?: string 
   return { url: u.toString().replace(/\/$/, ''), password };
 }
 
-/** The URL to connect with: the settings URL with the stored password (if any) put in. */
+/**
+ * The URL to connect with: the settings URL with the stored password (if
+ * any) put in. Without a stored password, RabbitMQ's default user guest logs
+ * in with its default password guest (as a URL without a user does).
+ */
 export function brokerConnectUrl(url: string, password: string | undefined): string {
-  if (password === undefined) return url;
+  if (password === undefined) {
+    const plain = new URL(url);
+    if (decodeURIComponent(plain.username) !== 'guest' || plain.password) return url;
+    password = 'guest';
+  }
   const u = new URL(url);
   if (!u.username) u.username = 'guest';
   u.password = encodeURIComponent(password);
@@ -181,11 +185,28 @@ export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-/** Scrub a message before it is shown or logged: URL passwords and any known secret. */
+/** Known secrets at least this long are masked wherever they appear (a tunnel secret has 16 bytes or more). */
+export const SCRUB_ANYWHERE_MIN = 16;
+
+/**
+ * Scrub a message before it is shown or logged: passwords where they stand,
+ * not every matching substring. That is the password of a URL's userinfo
+ * (`amqp://user:PASSWORD@host`, also without a scheme for a known secret,
+ * raw or percent-encoded) and the value of a `password=`/`password:` field.
+ * A short password that is also a user name or part of a queue name
+ * (RabbitMQ's default guest/guest) leaves those alone: masking every
+ * occurrence showed "refused the login of user '***'" and `amqp://***@localhost`.
+ * Long known secrets (tunnel secrets, at least 16 bytes, random) cannot be
+ * mistaken for a name and are masked wherever they appear.
+ */
 export function scrub(text: string, secrets: Iterable<string> = []): string {
-  let out = redactUrl(text);
-  for (const s of secrets) {
-    if (s.length >= 3) out = out.split(s).join('***').split(encodeURIComponent(s)).join('***');
+  let out = redactUrl(text).replace(/\b(password|passwd|pwd)(["']?\s*[:=]\s*["']?)([^\s"'`,;&}]+)/gi, '$1$2***');
+  for (const secret of secrets) {
+    if (!secret) continue;
+    for (const form of new Set([secret, encodeURIComponent(secret)])) {
+      out = out.split(`:${form}@`).join('@');
+      if (secret.length >= SCRUB_ANYWHERE_MIN) out = out.split(form).join('***');
+    }
   }
   return out;
 }

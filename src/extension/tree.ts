@@ -1,7 +1,9 @@
 /**
- * The Tunnels view: one group per broker, one item per tunnel with its
- * direction, queue, local address, a state icon, live counts in the
- * description and the details (including the last error) in the tooltip.
+ * The Tunnels view: the configured brokers at the top level (also without
+ * tunnels), each broker's tunnels under it. A tunnel's row starts with what
+ * matters most at a narrow width, its queue; the description has the kind,
+ * the local address, the state (and for a forward whether anybody publishes
+ * the queue) and live counts; the tooltip the details and the last error.
  *
  * Nodes are kept per tunnel and per broker, and a change to one tunnel
  * refreshes only its item: a full refresh makes VS Code forget the items'
@@ -10,8 +12,10 @@
  */
 import * as vscode from 'vscode';
 import type { TunnelState } from '../tunnel';
+import type { Brokers } from './brokers';
 import type { TunnelEntry, TunnelManager } from './manager';
 import { formatBytes, plural } from './model';
+import { redactUrl } from '../stream/url';
 
 export interface BrokerNode {
   type: 'broker';
@@ -23,6 +27,12 @@ export interface TunnelNode {
 }
 export type Node = BrokerNode | TunnelNode;
 
+/** The words a row shows for its state; a ready forward whose queue nobody publishes says so. */
+export function stateWords(e: TunnelEntry): string {
+  if (e.spec.kind === 'forward' && e.state === 'ready' && e.publisher === false) return 'ready · nobody publishes this queue';
+  return e.state;
+}
+
 const STATE_ICON: Record<TunnelState, vscode.ThemeIcon> = {
   starting: new vscode.ThemeIcon('loading~spin'),
   ready: new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('testing.iconPassed')),
@@ -30,6 +40,8 @@ const STATE_ICON: Record<TunnelState, vscode.ThemeIcon> = {
   failed: new vscode.ThemeIcon('error', new vscode.ThemeColor('problemsErrorIcon.foreground')),
   stopped: new vscode.ThemeIcon('circle-slash'),
 };
+/** A ready forward whose queue nobody publishes: it listens, but leads nowhere yet. */
+const NOBODY_ICON = new vscode.ThemeIcon('circle-large-outline', new vscode.ThemeColor('problemsWarningIcon.foreground'));
 
 export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
@@ -41,6 +53,7 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
   constructor(
     private readonly manager: TunnelManager,
     private readonly isKept: (entry: TunnelEntry) => boolean,
+    private readonly brokers?: Pick<Brokers, 'list'>,
   ) {
     this.subscription = manager.onDidChange((entry) => this.refresh(entry));
   }
@@ -51,13 +64,19 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     this.changed.fire(node);
   }
 
+  /** The brokers the view lists: the configured ones in settings order, then any a tunnel still names. */
+  brokerNames(): string[] {
+    const configured = this.brokers?.list().map((b) => b.name) ?? [];
+    const used = [...new Set(this.manager.list().map((e) => e.spec.broker))].filter((n) => !configured.includes(n)).sort();
+    return [...configured, ...used];
+  }
+
   getChildren(node?: Node): Node[] {
     const entries = this.manager.list();
     if (!node) {
       const ids = new Set(entries.map((e) => e.id));
       for (const id of this.tunnelNodes.keys()) if (!ids.has(id)) this.tunnelNodes.delete(id);
-      const names = [...new Set(entries.map((e) => e.spec.broker))].sort();
-      return names.map((name) => this.brokerNode(name));
+      return this.brokerNames().map((name) => this.brokerNode(name));
     }
     if (node.type === 'broker') {
       return entries.filter((e) => e.spec.broker === node.name).map((entry) => this.tunnelNode(entry));
@@ -83,10 +102,14 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
   getTreeItem(node: Node): vscode.TreeItem {
     if (node.type === 'broker') {
-      const item = new vscode.TreeItem(node.name, vscode.TreeItemCollapsibleState.Expanded);
-      const first = this.manager.list().find((e) => e.spec.broker === node.name);
-      item.id = `broker:${node.name}`;
-      item.description = first?.brokerAddress;
+      const tunnels = this.manager.list().filter((e) => e.spec.broker === node.name);
+      const item = new vscode.TreeItem(node.name, tunnels.length > 0 ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+      const configured = this.brokers?.list().find((b) => b.name === node.name);
+      const address = configured ? redactUrl(configured.url) : tunnels[0]?.brokerAddress;
+      // VS Code keeps an item's collapsible state by id: a broker that gets its first tunnel must not stay a collapsed leaf.
+      item.id = `broker:${node.name}${tunnels.length > 0 ? '' : ':empty'}`;
+      item.description = [address, tunnels.length === 0 ? 'no tunnels' : undefined, configured || !this.brokers ? undefined : 'not configured'].filter(Boolean).join(' · ');
+      item.tooltip = `Broker '${node.name}'${address ? ` at ${address}` : ''}: ${plural(tunnels.length, 'tunnel')}`;
       item.iconPath = new vscode.ThemeIcon('server');
       item.contextValue = 'broker';
       return item;
@@ -96,15 +119,14 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
   private tunnelItem(e: TunnelEntry): vscode.TreeItem {
     const { spec } = e;
-    const label = spec.kind === 'forward' ? `${spec.address} → ${spec.queue}` : `${spec.queue} → ${spec.address}`;
-    const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.None);
+    const item = new vscode.TreeItem(spec.queue, vscode.TreeItemCollapsibleState.None);
     item.id = `tunnel:${e.id}`;
     const st = e.stats();
     const state = e.state;
-    const parts: string[] = [spec.kind, state];
+    const parts: string[] = [spec.kind, spec.address, stateWords(e)];
     if (st && e.running) parts.push(plural(st.activeConnections, 'connection'), `↑${formatBytes(st.tcpToStream)} ↓${formatBytes(st.streamToTcp)}`);
     item.description = parts.join(' · ');
-    item.iconPath = STATE_ICON[state];
+    item.iconPath = spec.kind === 'forward' && state === 'ready' && e.publisher === false ? NOBODY_ICON : STATE_ICON[state];
     const kept = this.isKept(e);
     item.contextValue = `tunnel;kind=${spec.kind};state=${state};${e.running ? 'running' : 'idle'};${kept ? 'kept' : 'unkept'}`;
 
@@ -116,6 +138,13 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     );
     md.appendMarkdown(`Broker: ${e.spec.broker}${e.brokerAddress ? ` (\`${e.brokerAddress}\`)` : ''}\n\n`);
     md.appendMarkdown(`State: ${state}${kept ? ' · kept (starts with the workspace)' : ''}\n\n`);
+    if (spec.kind === 'forward' && state === 'ready' && e.publisher !== undefined) {
+      md.appendMarkdown(
+        e.publisher
+          ? 'Publisher: present (something is published on the queue)\n\n'
+          : 'Publisher: none — nothing is published on this queue; start `amqp-tunnel publish` on the remote machine\n\n',
+      );
+    }
     if (st) {
       md.appendMarkdown(
         `Connections: ${st.activeConnections} open, ${st.totalConnections} in all\n\n` +

@@ -14,4 +14,5 @@ export { pipe, describePipeResult, type Pipe, type PipeResult } from './pipe';
 export { Backoff, type BackoffOptions } from './backoff';
 export { brokerTransport, type Transport, type BrokerLink } from './transport';
 export { parseBind, parseTarget, parsePort, parseQueue, formatHostPort, DEFAULT_HOST, type HostPort, type AddressOptions } from './spec';
+export { parseTunnelEntry, type TunnelListEntry } from './entry';
 export { webForward, WebForwardTunnel, QUEUE_HEADER, type WebForwardOptions } from './webforward';

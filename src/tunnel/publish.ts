@@ -98,7 +98,7 @@ export class PublishTunnel extends Tunnel {
         tcp.destroy();
         return;
       }
-      this.track(tcp, stream, `${target} <- ${stream.remoteAddress ?? this.queue}`);
+      this.track(tcp, stream, `to ${target}`, stream.remoteAddress ?? undefined);
     });
   }
 }

@@ -53,6 +53,8 @@ export interface ConnectionStats {
   id: number;
   /** The TCP peer ("127.0.0.1:53122") or target. */
   peer: string;
+  /** The stream's Go-style address (broker URL without password, queue names), when there is one. */
+  stream?: string;
   tcpToStream: number;
   streamToTcp: number;
   startedAt: number;
@@ -84,6 +86,7 @@ export interface StateChange {
 interface Tracked {
   id: number;
   peer: string;
+  stream?: string;
   pipe: Pipe;
 }
 
@@ -187,15 +190,20 @@ export abstract class Tunnel extends EventEmitter {
     this.scheduleRetry();
   }
 
-  /** Pipe a TCP socket and a stream, with stats and a per-connection log prefix. */
-  protected track(tcp: net.Socket, stream: Duplex, peer: string): void {
+  /**
+   * Pipe a TCP socket and a stream, with stats and a per-connection log
+   * prefix. The open line stays short (the peer); the stream's full address
+   * (broker URL, generated queue names) goes to debug and the stats.
+   */
+  protected track(tcp: net.Socket, stream: Duplex, peer: string, streamAddress?: string): void {
     const id = this.nextId++;
     this.total++;
     const p = pipe(tcp, stream);
-    const t: Tracked = { id, peer, pipe: p };
+    const t: Tracked = { id, peer, stream: streamAddress, pipe: p };
     this.live.set(id, t);
     const log = prefixed(this.log, `conn #${id}`);
     log.info(`open (${peer})`);
+    if (streamAddress) log.debug(`stream ${streamAddress}`);
     this.emit('connection', this.connectionStats(t, Date.now()));
     void p.done.then((r: PipeResult) => {
       this.live.delete(id);
@@ -225,6 +233,7 @@ export abstract class Tunnel extends EventEmitter {
     return {
       id: t.id,
       peer: t.peer,
+      stream: t.stream,
       tcpToStream: t.pipe.tcpToStream,
       streamToTcp: t.pipe.streamToTcp,
       startedAt: t.pipe.startedAt,

@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as util from 'node:util';
 import { uiTest } from './ui';
+import { suiteFiles } from './suite/files';
 
 const root = path.resolve(__dirname, '..', '..');
 // Where .ci/extension-setup.sh installed Node 24 and code-server (the same default as there).
@@ -121,6 +122,8 @@ function stopServer(server: ChildProcess): Promise<void> {
 
 export interface VsCode {
   page: import('playwright-core').Page;
+  /** The workspace folder opened. */
+  folder: string;
   /** The folder with the server's logs. */
   data: string;
   /** Resolves with the extension host's exit code when a test suite was loaded. */
@@ -222,7 +225,7 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
       ...(withSuite ? [['extensionTestsPath', remote(suite)]] : []),
     ];
     await page.goto(`${base}/?folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
-    return { page, data, exit, close };
+    return { page, folder, data, exit, close };
   } catch (err) {
     await close();
     throw err;
@@ -258,7 +261,7 @@ async function runServerSession(runDir: string, s: Session): Promise<number> {
       return 1;
     }
     say(`session ${s.name}: the extension host exited with ${code}`);
-    return code;
+    return checkResult(runDir, s, code);
   } catch (err) {
     say(`session ${s.name}: ${(err as Error).stack ?? String(err)}`);
     console.log('  1 failing');
@@ -268,13 +271,56 @@ async function runServerSession(runDir: string, s: Session): Promise<number> {
   }
 }
 
+/** The number of tests a session must run: the `it(` calls in its files (a suite) or the `check(` steps of ui.ts. */
+export function expectedTests(s: Session): { files: string[]; tests: number } {
+  const count = (file: string, re: RegExp): number => (fs.readFileSync(file, 'utf8').match(re) ?? []).length;
+  if (s.kind !== 'suite') return { files: ['ui.ts'], tests: count(path.join(__dirname, 'ui.ts'), /^\s*await check\(/gm) };
+  const dir = path.join(__dirname, 'suite');
+  const files = suiteFiles(fs.readdirSync(dir).map((f) => f.replace(/\.ts$/, '.js')), !s.trusted);
+  return { files, tests: files.reduce((n, f) => n + count(path.join(dir, f.replace(/\.js$/, '.ts')), /^\s*it\(/gm), 0) };
+}
+
+/**
+ * A suite session passes only with its result file (test/extension/suite/index.ts
+ * writes it when mocha ends), zero failures and pending tests, and every expected
+ * test run: an exit code of 0 alone is what a host that died, or found no tests, can give.
+ */
+function checkResult(runDir: string, s: Session, code: number): number {
+  const file = path.join(runDir, `${s.name}.result.json`);
+  const want = expectedTests(s);
+  const fail = (why: string): number => {
+    say(`session ${s.name}: ${why}`);
+    console.log('  1 failing');
+    return 1;
+  };
+  if (!fs.existsSync(file)) return fail(`no result file (${path.relative(root, file)}): the extension host ended before mocha finished`);
+  const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { files: string[]; tests: number; passes: number; failures: number; pending: number };
+  ran.push({ name: s.name, passed: r.passes, expected: want.tests });
+  if (r.failures > 0 || code !== 0) return 1; // mocha printed the failures
+  if (JSON.stringify(r.files) !== JSON.stringify(want.files)) return fail(`ran the files ${r.files.join(', ') || 'none'}, expected ${want.files.join(', ')}`);
+  if (r.pending > 0) return fail(`${r.pending} tests are pending (skipped)`);
+  if (r.tests !== want.tests || r.passes !== want.tests) return fail(`${r.passes} of ${r.tests} tests passed, expected ${want.tests} (the it() calls in ${want.files.join(', ')})`);
+  return 0;
+}
+
+/** What each session ran, for the summary. */
+const ran: Array<{ name: string; passed: number; expected: number }> = [];
+
 async function runUiSession(runDir: string, s: Session): Promise<number> {
   const folder = await makeWorkspace(runDir, s);
   let vs: VsCode | undefined;
   try {
     if (s.kind === 'vsix' && !fs.existsSync(vsix)) throw new Error(`${path.relative(root, vsix)} is missing: run npm run package first`);
     vs = await openVsCode(runDir, s, folder, false);
-    return await uiTest(vs, outputDir, say, s.kind === 'vsix' ? 'the packaged .vsix, installed,' : 'the extension');
+    const r = await uiTest(vs, outputDir, say, s.kind === 'vsix' ? 'the packaged .vsix, installed,' : 'the extension');
+    const want = expectedTests(s).tests;
+    ran.push({ name: s.name, passed: r.passed, expected: want });
+    if (r.code === 0 && r.passed !== want) {
+      say(`session ${s.name}: ${r.passed} steps passed, expected ${want} (the check() steps in ui.ts)`);
+      console.log('  1 failing');
+      return 1;
+    }
+    return r.code;
   } catch (err) {
     say(`session ${s.name}: ${(err as Error).stack ?? String(err)}`);
     console.log('  1 failing');
@@ -288,11 +334,12 @@ async function runElectronSession(runDir: string, s: Session): Promise<number> {
   const folder = await makeWorkspace(runDir, s);
   const { runTests } = await import('@vscode/test-electron');
   try {
-    return await runTests({
+    const code = await runTests({
       extensionDevelopmentPath: root,
       extensionTestsPath: suite,
       launchArgs: [folder, '--disable-extensions', ...(s.trusted ? ['--disable-workspace-trust'] : [])],
     });
+    return checkResult(runDir, s, code);
   } catch (err) {
     say(`session ${s.name}: ${(err as Error).message}`);
     return 1;
@@ -300,7 +347,12 @@ async function runElectronSession(runDir: string, s: Session): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  const runner = process.env.VSCODE_TEST_RUNNER ?? 'server';
+  // CI (.ci/run sets CI) runs every session on the server runner, whatever the environment asks for.
+  const ci = Boolean(process.env.CI);
+  if (ci && (process.env.SESSIONS || process.env.VSCODE_TEST_RUNNER)) {
+    say(`CI: ignoring SESSIONS=${process.env.SESSIONS ?? ''} VSCODE_TEST_RUNNER=${process.env.VSCODE_TEST_RUNNER ?? ''}: every session runs`);
+  }
+  const runner = ci ? 'server' : (process.env.VSCODE_TEST_RUNNER ?? 'server');
   if (!fs.existsSync(suite)) throw new Error(`${suite} is missing: run node test/extension/build.js first`);
   if (runner === 'server' && (!fs.existsSync(node24) || !fs.existsSync(serverMain))) {
     throw new Error(`the VS Code server is not installed under ${testDir}: run bash .ci/extension-setup.sh`);
@@ -309,19 +361,32 @@ async function main(): Promise<number> {
   const runDir = path.join(outputDir, 'runs');
   fs.rmSync(runDir, { recursive: true, force: true });
   fs.mkdirSync(runDir, { recursive: true });
-  const only = process.env.SESSIONS?.split(',');
+  const only = ci ? undefined : process.env.SESSIONS?.split(',').map((x) => x.trim()).filter(Boolean);
+  const unknown = (only ?? []).filter((n) => !SESSIONS.some((x) => x.name === n));
+  if (unknown.length > 0) throw new Error(`SESSIONS names ${unknown.join(', ')}; the sessions are ${SESSIONS.map((x) => x.name).join(', ')}`);
   let status = 0;
-  for (const s of SESSIONS.filter((x) => !only || only.includes(x.name))) {
+  const skipped: string[] = [];
+  for (const s of SESSIONS) {
+    if (only && !only.includes(s.name)) {
+      skipped.push(`${s.name} (not in SESSIONS)`);
+      continue;
+    }
     let code: number;
     if (s.kind === 'ui' || s.kind === 'vsix') {
-      if (runner === 'electron') continue; // the UI test drives the browser page of the server runner
+      if (runner === 'electron') {
+        skipped.push(`${s.name} (the electron runner has no browser page)`);
+        continue;
+      }
       code = await runUiSession(runDir, s);
     } else {
       code = runner === 'electron' ? await runElectronSession(runDir, s) : await runServerSession(runDir, s);
     }
     if (code !== 0) status = 1;
   }
-  say(`done: ${status === 0 ? 'all sessions passed' : 'some sessions failed'}`);
+  say(`sessions run (${runner} runner): ${ran.map((r) => `${r.name} ${r.passed}/${r.expected}`).join(', ') || 'none'}`);
+  if (skipped.length > 0) say(`sessions NOT run: ${skipped.join(', ')}`);
+  if (ran.length === 0) status = 1;
+  say(`done: ${status === 0 ? `${skipped.length ? 'the sessions run' : 'all sessions'} passed` : 'some sessions failed'}`);
   return status;
 }
 

@@ -69,7 +69,7 @@ async function expectMessage(page: Page, text: string): Promise<void> {
   await page.locator('.quick-input-widget .quick-input-message', { hasText: text }).waitFor({ state: 'visible', timeout: STEP_MS });
 }
 
-export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[]) => void, what: string): Promise<number> {
+export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[]) => void, what: string): Promise<{ code: number; passed: number }> {
   const { page } = vs;
   const echo = await echoServer();
   const echoPort = (echo.address() as net.AddressInfo).port;
@@ -97,6 +97,10 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await expectMessage(page, 'amqp://');
       await url.fill('amqp://127.0.0.1:5672');
       await url.press('Enter');
+      // The user name is asked for (not typed into the URL), RabbitMQ's guest by default.
+      const user = await inputBox(page, 'User name for the broker');
+      if ((await user.inputValue()) !== 'guest') throw new Error(`the suggested user name is '${await user.inputValue()}'`);
+      await user.press('Enter');
       const name = await inputBox(page, 'A name for this broker');
       if ((await name.inputValue()) !== 'local') throw new Error(`the suggested broker name is '${await name.inputValue()}'`);
       await name.press('Enter');
@@ -113,12 +117,13 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await target.press('Enter');
       const q = await inputBox(page, 'The queue to publish on');
       const suggested = await q.inputValue();
-      if (suggested !== `${os.hostname().toLowerCase().replace(/[^a-z0-9_.-]+/g, '-')}-${echoPort}`) throw new Error(`suggested queue '${suggested}'`);
+      // <hostname>-<port>-<random>: the host name alone does not give the queue away.
+      if (!new RegExp(`^${os.hostname().toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/\./g, '\\.')}-${echoPort}-[0-9a-f]{6}$`).test(suggested)) throw new Error(`suggested queue '${suggested}'`);
       await q.fill('amq.nope');
       await expectMessage(page, 'reserved');
       await q.fill(queue);
       await q.press('Enter');
-      await page.locator('.part.sidebar .monaco-list-row', { hasText: `${queue} → 127.0.0.1:${echoPort}` }).filter({ hasText: 'publish · ready' }).waitFor({ timeout: STEP_MS });
+      await page.locator('.part.sidebar .monaco-list-row', { hasText: queue }).filter({ hasText: `publish · 127.0.0.1:${echoPort} · ready` }).waitFor({ timeout: STEP_MS });
     });
 
     let localPort = 0;
@@ -136,7 +141,7 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await expectMessage(page, 'not a valid');
       await bind.fill(free);
       await bind.press('Enter');
-      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `127.0.0.1:${free} → ${queue}` }).filter({ hasText: 'forward · ready' });
+      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: queue }).filter({ hasText: `forward · 127.0.0.1:${free} · ready` });
       await row.waitFor({ timeout: STEP_MS });
       localPort = Number(free);
     });
@@ -148,10 +153,23 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await page.locator('.part.statusbar', { hasText: '2/2 tunnels ready' }).waitFor({ timeout: STEP_MS });
     });
 
+    await check('the forward row shows its open connection live, and 0 once it closed', async () => {
+      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `forward · 127.0.0.1:${localPort}` });
+      const socket = net.connect({ host: '127.0.0.1', port: localPort });
+      try {
+        await once(socket, 'connect');
+        socket.write('held open');
+        await row.filter({ hasText: '· 1 connection ·' }).waitFor({ timeout: STEP_MS });
+      } finally {
+        socket.destroy();
+      }
+      await row.filter({ hasText: '· 0 connections ·' }).waitFor({ timeout: STEP_MS });
+    });
+
     await check('Open in Browser opens the forwarded address in a new browser tab', async () => {
       const popup = page.context().waitForEvent('page', { timeout: STEP_MS });
       await runCommand(page, 'AMQP Tunnel: Open in Browser');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: `forward ${queue}` }).first().click({ timeout: STEP_MS });
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: queue }).filter({ hasText: `forward · 127.0.0.1:${localPort}` }).first().click({ timeout: STEP_MS });
       const tab = await popup;
       const url = tab.url();
       await tab.close();
@@ -162,7 +180,8 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     await check('Show Log opens the AMQP Tunnel output with the tunnels\' connection events', async () => {
       await runCommand(page, 'AMQP Tunnel: Show Log');
       const panel = page.locator('.part.panel');
-      await panel.locator('.view-lines', { hasText: `tunnel forward ${queue} > conn #1 open` }).first().waitFor({ timeout: STEP_MS });
+      // The output scrolls to its end: the last connection's lines are the ones on screen.
+      await panel.locator('.view-lines', { hasText: `tunnel forward ${queue} > conn #2 open` }).first().waitFor({ timeout: STEP_MS });
       await runCommand(page, 'View: Hide Panel').catch(() => page.keyboard.press('Escape'));
     });
 
@@ -179,7 +198,7 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       await page.mouse.move(bar.x + bar.width + 340, y, { steps: 8 });
       await page.mouse.up();
     }
-    await page.locator('.part.sidebar .monaco-list-row', { hasText: `→ ${queue}` }).hover();
+    await page.locator('.part.sidebar .monaco-list-row', { hasText: `forward · 127.0.0.1:${localPort}` }).hover();
     await page.locator('.monaco-hover', { hasText: 'Forward' }).waitFor({ timeout: 5000 }).catch(() => undefined);
     const shot = path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-tunnels.png`);
     await page.screenshot({ path: shot });
@@ -191,32 +210,54 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
       const pw = await inputBox(page, "Password for 'local'");
       await pw.fill('not-the-password');
       await pw.press('Enter');
-      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `127.0.0.1:${localPort} → ${queue}` });
+      const row = page.locator('.part.sidebar .monaco-list-row', { hasText: `forward · 127.0.0.1:${localPort}` });
       await row.hover();
       await row.locator('.action-label[aria-label="Stop Tunnel"]').click({ timeout: STEP_MS });
-      await row.filter({ hasText: 'forward · stopped' }).waitFor({ timeout: STEP_MS });
+      await row.filter({ hasText: 'stopped' }).waitFor({ timeout: STEP_MS });
       await row.hover();
       await row.locator('.action-label[aria-label="Restart Tunnel"]').click({ timeout: STEP_MS });
-      await row.filter({ hasText: 'forward · failed' }).waitFor({ timeout: STEP_MS });
+      await row.filter({ hasText: 'failed' }).waitFor({ timeout: STEP_MS });
       await runCommand(page, 'Notifications: Show Notifications');
       const toast = page.locator('.notifications-center .notification-list-item', { hasText: `Could not start forward ${queue}` });
       await toast.waitFor({ timeout: 10_000 });
       const text = await toast.innerText();
       if (/\n\s+at /.test(text) || text.includes('not-the-password')) throw new Error(`the notification shows a stack trace or the password: ${text}`);
-      await row.filter({ hasText: 'forward · failed' }).waitFor({ timeout: STEP_MS });
+      await row.filter({ hasText: 'failed' }).waitFor({ timeout: STEP_MS });
       await toast.getByRole('button', { name: 'Set Broker Password' }).click({ timeout: STEP_MS });
       const again = await inputBox(page, "Password for 'local'");
       await again.fill('guest');
       await again.press('Enter');
-      await row.hover();
-      await row.locator('.action-label[aria-label="Restart Tunnel"]').click({ timeout: STEP_MS });
-      await row.filter({ hasText: 'forward · ready' }).waitFor({ timeout: STEP_MS });
+      // No Restart: the tunnel that failed on the login starts again with the new password, and that is confirmed.
+      await row.filter({ hasText: `forward · 127.0.0.1:${localPort} · ready` }).waitFor({ timeout: STEP_MS });
+      await page.locator('.notifications-center, .notifications-toasts').locator('.notification-list-item', { hasText: "Saved the password of broker 'local'; 1 tunnel that failed on the login is running again" }).first().waitFor({ timeout: STEP_MS });
       const got = await roundTrip(localPort, 'after the fix');
       if (got !== 'after the fix') throw new Error(`echoed '${got}'`);
     });
 
+    await check('Run and Debug → "create a launch.json file" offers AMQP Tunnel; its Node.js attach configuration is the one selected for F5', async () => {
+      await runCommand(page, 'View: Show Run and Debug');
+      await page.locator('.part.sidebar a', { hasText: 'create a launch.json file' }).first().click({ timeout: STEP_MS });
+      const rows = page.locator('.quick-input-list .monaco-list-row');
+      await rows.first().waitFor({ timeout: STEP_MS });
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'AMQP Tunnel (attach to a remote process)' }).first().click({ timeout: STEP_MS });
+      await page.locator('.monaco-editor .view-lines', { hasText: 'Attach to Node.js over AMQP' }).first().waitFor({ timeout: STEP_MS });
+      const file = path.join(vs.folder, '.vscode', 'launch.json');
+      const deadline = Date.now() + STEP_MS;
+      while (!fs.existsSync(file) || !fs.readFileSync(file, 'utf8').includes(`"queue": "${queue}"`)) {
+        if (Date.now() > deadline) throw new Error(`launch.json was not written with queue ${queue}: ${fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : 'missing'}`);
+        await page.waitForTimeout(200);
+      }
+      // The Run and Debug drop-down in the view's title: the configuration F5 starts.
+      const title = page.locator('.part.sidebar .composite.title');
+      await title.filter({ hasText: 'Attach to Node.js over AMQP' }).waitFor({ timeout: STEP_MS });
+      const shown = (await title.innerText()).trim();
+      // Only the selected configuration is shown (the others appear when the drop-down opens).
+      if (!shown.includes('Attach to Node.js over AMQP') || /Python|Java|Launch/.test(shown)) throw new Error(`the Run and Debug title shows '${shown}'`);
+      await page.keyboard.press('Escape');
+    });
+
     console.log(`\n  ${passed.length} passing`);
-    return 0;
+    return { code: 0, passed: passed.length };
   } catch (err) {
     fs.mkdirSync(outputDir, { recursive: true });
     await page.screenshot({ path: path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-failure.png`) }).catch(() => undefined);
@@ -225,7 +266,7 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     console.log(`    1) ${(err as Error).message.split('\n')[0]}`);
     console.log(`\n  ${passed.length} passing\n  1 failing`);
     say(`UI test failed; screenshot in .test-output/extension/; server logs in ${vs.data}`);
-    return 1;
+    return { code: 1, passed: passed.length };
   } finally {
     echo.close();
   }

@@ -120,6 +120,58 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
     assert.ok(pub.events.some((e) => e.event === 'stopped'));
   });
 
+  it('with stderr not a terminal, publish and forward print one short "ready:" line and short connection lines (details with -v and --json)', async () => {
+    const echo = await echoServer();
+    cleanup.push(() => echo.close());
+    const queue = uniqueQueue();
+    const waitText = async (c: Cli, re: RegExp): Promise<RegExpMatchArray> => {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const m = c.stderr.match(re);
+        if (m) return m;
+        if (c.proc.exitCode !== null || Date.now() > deadline) throw new Error(`not seen: ${re}; stderr:\n${c.stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const pub = cli(['publish', String(echo.port), '--queue', queue]);
+    await waitText(pub, /ready: /);
+    const fwd = cli(['forward', queue, '0']);
+    const port = Number((await waitText(fwd, /ready: 127\.0\.0\.1:(\d+) leads to queue/))[1]);
+    const verbose = cli(['publish', String(echo.port), '--queue', `${queue}-v`, '-v']);
+    await waitText(verbose, /ready: /);
+    const json = cli(['forward', `${queue}-v`, '0', '--json']);
+    const jport = await json.forwardPort();
+    for (const p of [port, jport]) {
+      const s = net.connect(p, '127.0.0.1');
+      await once(s, 'connect');
+      s.resume();
+      s.end('x');
+      await once(s, 'close');
+    }
+    await waitText(pub, /conn #1 closed/);
+    await waitText(verbose, /conn #1 closed/);
+    const lines = (c: Cli): string[] => c.stderr.trim().split('\n');
+    // Human mode without -v: the ready line, then one short line per connection event.
+    assert.deepEqual(
+      lines(pub).map((l) => l.replace(/^\d\d:\d\d:\d\d /, '').replace(/\d+ bytes|\d+\.\d s/g, 'N')),
+      [
+        `ready: publishing 127.0.0.1:${echo.port} on queue '${queue}' (${BROKER.replace(/:[^:@/]*@/, '@')})`,
+        `tunnel publish ${queue} > conn #1 open (to 127.0.0.1:${echo.port})`,
+        `tunnel publish ${queue} > conn #1 closed; N out, N in, N`,
+      ],
+    );
+    assert.equal(lines(fwd).filter((l) => /ready: /.test(l)).length, 1, 'one ready line');
+    for (const c of [pub, fwd]) {
+      for (const l of lines(c).filter((x) => x.includes('conn #'))) assert.ok(l.length < 120 && !/amq\.gen-|amqp:\/\//.test(l), `a short connection line: ${l}`);
+    }
+    // -v adds the stream's address; --json carries it as a field.
+    assert.match(verbose.stderr, /conn #1 stream amqp:\/\/[^ ]*local_queue=amq\.gen-/);
+    assert.equal(verbose.stderr.includes(':guest@'), false, 'no password');
+    const opened = json.events.find((e) => e.event === 'connection');
+    assert.ok(opened, 'a connection event');
+    assert.match(String(opened.peer), /^127\.0\.0\.1:\d+$/);
+  });
+
   it('ends open connections with EOF on the first SIGINT and exits at once on a second', async () => {
     const echo = await echoServer();
     cleanup.push(() => echo.close());

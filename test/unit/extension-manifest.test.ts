@@ -70,8 +70,25 @@ describe('extension manifest (package.json) and the ids in src/extension/ids.ts'
       }
     }
     for (const link of pkg.contributes.viewsWelcome[0].contents.match(/command:[\w.]+/g) ?? []) {
-      assert.ok(ids.has(link.slice('command:'.length)), link);
+      // Besides our commands, the setting names link to the Settings editor.
+      assert.ok(ids.has(link.slice('command:'.length)) || link === 'command:workbench.action.openSettings', link);
     }
+  });
+
+  it('the welcome says how to attach a debugger and links each setting it names to the Settings editor', () => {
+    const text = pkg.contributes.viewsWelcome[0].contents;
+    assert.match(text, /Attach Debugger/);
+    assert.match(text, /launch\.json/);
+    for (const setting of Object.values(SETTINGS)) {
+      const key = `${CONFIG_SECTION}.${setting}`;
+      assert.ok(text.includes(`[${key}](command:workbench.action.openSettings?${encodeURIComponent(JSON.stringify([key]))})`), `${key} is a link that opens the setting`);
+    }
+  });
+
+  it('offers Copy Local Address and Open in Browser only on running tunnels (nobody listens on a stopped one)', () => {
+    const items = pkg.contributes.menus['view/item/context'].filter((m) => m.command === COMMANDS.copyAddress || m.command === COMMANDS.openInBrowser);
+    assert.ok(items.length >= 2);
+    for (const m of items) assert.match(m.when ?? '', /viewItem =~ \/;running;\//, `${m.command}: ${m.when}`);
   });
 
   it('contributes exactly the settings the code reads, each with a description and a scope', () => {

@@ -54,6 +54,8 @@ describe('extension model: input checks, settings, words', () => {
   it('puts the stored password into the URL it connects with', () => {
     assert.equal(brokerConnectUrl('amqp://bob@mq:5672/dev', 'p@ss'), 'amqp://bob:p%40ss@mq:5672/dev');
     assert.equal(brokerConnectUrl('amqp://mq:5672', undefined), 'amqp://mq:5672');
+    assert.equal(brokerConnectUrl('amqp://guest@mq:5672', undefined), 'amqp://guest:guest@mq:5672', 'the user name prompt defaults to guest: no password means guest\'s default');
+    assert.equal(brokerConnectUrl('amqp://bob@mq:5672', undefined), 'amqp://bob@mq:5672');
   });
 
   it('reads kept tunnels in the CLI tunnels.json shape and writes them back the same', () => {
@@ -62,7 +64,9 @@ describe('extension model: input checks, settings, words', () => {
     const p = specFromKept({ publish: '5005', queue: 'jvm' }, 'first');
     assert.deepEqual(p, { kind: 'publish', broker: 'first', queue: 'jvm', address: '127.0.0.1:5005' });
     assert.deepEqual(keptFromSpec(p as never), { publish: '127.0.0.1:5005', queue: 'jvm', broker: 'first' });
-    assert.match(specFromKept({ publish: '5005' }, 'b') as string, /no "queue"/);
+    assert.match(specFromKept({ publish: '5005' }, 'b') as string, /needs "queue"/);
+    // A numeric bind means what it means in the CLI's tunnels.json (it used to become port 0 here).
+    assert.deepEqual(specFromKept({ forward: 'q', bind: 9229 }, 'b'), { kind: 'forward', broker: 'b', queue: 'q', address: '127.0.0.1:9229' });
     assert.match(specFromKept({ forward: 'q' }, undefined) as string, /no broker/);
     assert.match(specFromKept({ forward: 'q', bind: 'x:y' }, 'b') as string, /not a valid/);
   });
@@ -84,8 +88,28 @@ describe('extension model: input checks, settings, words', () => {
     assert.equal(formatBytes(50 * 1024 * 1024), '50 MiB');
   });
 
-  it('scrubs URL passwords and known secrets from messages', () => {
+  it('scrubs passwords where they stand: URL userinfo (raw or encoded) and password fields', () => {
     assert.equal(scrub('login to amqp://u:hunter2@h failed', []), 'login to amqp://u@h failed');
-    assert.equal(scrub('bad password hunter2', ['hunter2']), 'bad password ***');
+    assert.equal(scrub('login to amqps://u:p%40ss@h:5671/vh failed', []), 'login to amqps://u@h:5671/vh failed');
+    assert.equal(scrub('connecting as u:hunter2@h', ['hunter2']), 'connecting as u@h');
+    assert.equal(scrub('connecting as u:p%40ss@h', ['p@ss']), 'connecting as u@h');
+    assert.equal(scrub('options password=hunter2 heartbeat=10', []), 'options password=*** heartbeat=10');
+    assert.equal(scrub('{"user":"u","password":"hunter2"}', []), '{"user":"u","password":"***"}');
+  });
+
+  it('masks a long known secret (a tunnel secret) wherever it appears', () => {
+    const secret = 'k3y-0f-s1xteen-bytes+';
+    assert.equal(scrub(`handshake with ${secret} failed`, [secret]), 'handshake with *** failed');
+    assert.equal(scrub(`sent ${encodeURIComponent(secret)}`, [secret]), 'sent ***');
+  });
+
+  it('leaves a user name that equals the password alone (guest/guest)', () => {
+    const secrets = ['guest'];
+    assert.equal(
+      scrub("the broker at 127.0.0.1:5672 refused the login of user 'guest' — check the user name and password", secrets),
+      "the broker at 127.0.0.1:5672 refused the login of user 'guest' — check the user name and password",
+    );
+    assert.equal(scrub('tunnel forward q > connecting to amqp://guest:guest@localhost:5672', secrets), 'tunnel forward q > connecting to amqp://guest@localhost:5672');
+    assert.equal(scrub('tunnel forward guest-queue > ready (broker amqp://guest@localhost:5672)', secrets), 'tunnel forward guest-queue > ready (broker amqp://guest@localhost:5672)');
   });
 });

@@ -7,39 +7,89 @@
  *     amqpTunnel.attachDebugger  a tree item, { id, type? }, or nothing (pick a forward)
  */
 import * as vscode from 'vscode';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import type { TunnelEntry } from '../manager';
 import type { Node } from '../tree';
 import { parseBind } from '../../tunnel/spec';
+import { pickTunnel } from '../prompts';
 import { applyLocalAddress } from './fields';
+import { brokerFor, checkPublished } from './forwards';
 
 interface DebuggerChoice {
   label: string;
   /** Debug types to try, the first one installed wins. */
   types: string[];
+  /** The marketplace extension that brings the debugger (for "not installed" and the Extensions view). */
+  extension: { id: string; name: string };
   extra: Record<string, unknown>;
 }
 
 export const DEBUGGER_CHOICES: DebuggerChoice[] = [
-  { label: 'Node.js', types: ['node'], extra: {} },
-  { label: 'Python (debugpy)', types: ['debugpy', 'python'], extra: { justMyCode: false } },
-  { label: 'Java', types: ['java'], extra: {} },
-  { label: 'Go (Delve)', types: ['go'], extra: { mode: 'remote' } },
+  { label: 'Node.js', types: ['node'], extension: { id: 'ms-vscode.js-debug', name: 'JavaScript Debugger' }, extra: {} },
+  { label: 'Python (debugpy)', types: ['debugpy', 'python'], extension: { id: 'ms-python.debugpy', name: 'Python Debugger' }, extra: { justMyCode: false } },
+  { label: 'Java', types: ['java'], extension: { id: 'vscjava.vscode-java-debug', name: 'Debugger for Java' }, extra: {} },
+  { label: 'Go (Delve)', types: ['go'], extension: { id: 'golang.go', name: 'Go' }, extra: { mode: 'remote' } },
 ];
 
-/** Debug types contributed by installed extensions. */
-function installedDebugTypes(): Set<string> {
+/** This extension's id: its own `contributes.debuggers` entries only add the amqpTunnel property and snippets. */
+const SELF_ID = 'amqp-tunnel.amqp-tunnel';
+
+interface DebuggerContribution {
+  type?: string;
+  label?: string;
+  program?: string;
+  runtime?: string;
+}
+
+/**
+ * Debug types that an installed extension can run. Entries that only add
+ * attributes or snippets to a type (this extension's own `node`, `debugpy`
+ * and `java` entries, which add the `amqpTunnel` property) do not make a
+ * debugger: a real one has a label, and this extension has none.
+ */
+export function installedDebugTypes(): Set<string> {
   const types = new Set<string>();
   for (const ext of vscode.extensions.all) {
-    const debuggers = (ext.packageJSON as { contributes?: { debuggers?: Array<{ type?: string }> } })?.contributes?.debuggers ?? [];
-    for (const d of debuggers) if (d.type) types.add(d.type);
+    if (ext.id.toLowerCase() === SELF_ID) continue;
+    const debuggers = (ext.packageJSON as { contributes?: { debuggers?: DebuggerContribution[] } })?.contributes?.debuggers ?? [];
+    for (const d of debuggers) if (d.type && (d.label || d.program || d.runtime)) types.add(d.type);
   }
   // js-debug registers 'pwa-node' and answers to 'node'.
   if (types.has('pwa-node')) types.add('node');
   return types;
 }
 
-export async function attachDebuggerCommand(s: Services, ref: Node | { id: string; type?: string } | undefined): Promise<boolean> {
+export interface DebuggerPickItem extends vscode.QuickPickItem {
+  choice: DebuggerChoice;
+  /** The installed type, undefined when the debugger's extension is missing. */
+  type?: string;
+}
+
+/** The "what runs on the remote side?" items: installed debuggers say their type, missing ones which extension they need. */
+export function debuggerPickItems(installed = installedDebugTypes()): DebuggerPickItem[] {
+  return DEBUGGER_CHOICES.map((choice) => {
+    const type = choice.types.find((x) => installed.has(x));
+    return {
+      label: choice.label,
+      description: type ? `type "${type}"` : `not installed: needs the ${choice.extension.name} extension (${choice.extension.id})`,
+      choice,
+      type,
+    };
+  });
+}
+
+/** The sentence for a debugger whose extension is missing. */
+export function missingDebuggerMessage(choice: DebuggerChoice): string {
+  return `attaching to ${choice.label} needs the ${choice.extension.name} extension (${choice.extension.id}), which is not installed — install it from the Extensions view, then attach again`;
+}
+
+export const SHOW_EXTENSION_ACTION = 'Show in Extensions';
+
+export async function attachDebuggerCommand(
+  s: Services,
+  ref: Node | { id: string; type?: string } | undefined,
+  report: (configName: string, message: string, ...actions: Array<{ title: string; run: () => void }>) => void,
+): Promise<boolean> {
   let entry: TunnelEntry | undefined;
   let type: string | undefined;
   if (ref && 'entry' in ref) {
@@ -54,35 +104,48 @@ export async function attachDebuggerCommand(s: Services, ref: Node | { id: strin
       void vscode.window.showInformationMessage('There is no forward to attach through: forward the queue the remote process is published on first.');
       return false;
     }
-    const pick =
-      ready.length === 1
-        ? { entry: ready[0] }
-        : await vscode.window.showQuickPick(
-            ready.map((e) => ({ label: `${e.localAddress} → ${e.spec.queue}`, description: e.spec.broker, entry: e })),
-            { placeHolder: 'Attach through which forward?' },
-          );
-    entry = pick?.entry;
+    entry = await pickTunnel(ready, 'Attach through which forward?');
   }
   if (!entry) return false;
   if (entry.spec.kind !== 'forward') {
     void vscode.window.showErrorMessage('Attach Debugger works on a forward (the local end of a remote debug port), not on a publish.');
     return false;
   }
-  if (!type) {
-    const installed = installedDebugTypes();
-    const pick = await vscode.window.showQuickPick(
-      DEBUGGER_CHOICES.map((c) => {
-        const t = c.types.find((x) => installed.has(x));
-        return { label: c.label, description: t ? `type "${t}"` : 'its debugger extension is not installed', type: t ?? c.types[0] };
-      }),
-      { title: `Attach Debugger to ${entry.localAddress} (queue ${entry.spec.queue})`, placeHolder: 'What runs on the remote side?' },
-    );
-    if (!pick) return false;
-    type = pick.type;
+  const name = `Attach to ${entry.spec.queue} over AMQP`;
+  // The same check as F5 (the amqpTunnel property): nothing published fails now, with the cause, instead of a debugger retrying for half a minute.
+  try {
+    const broker = brokerFor(s, entry.spec.broker);
+    await checkPublished(s, entry.spec.queue, broker.name, broker.address);
+  } catch (err) {
+    s.log.error(`debug '${name}': ${(err as Error).message}`);
+    report(name, (err as Error).message);
+    return false;
   }
-  const choice = DEBUGGER_CHOICES.find((c) => c.types.includes(type!));
+  const installed = installedDebugTypes();
+  let choice: DebuggerChoice | undefined;
+  if (!type) {
+    const pick = await vscode.window.showQuickPick(debuggerPickItems(installed), {
+      title: `Attach Debugger to ${entry.localAddress} (queue ${entry.spec.queue})`,
+      placeHolder: 'What runs on the remote side?',
+    });
+    if (!pick) return false;
+    choice = pick.choice;
+    type = pick.type;
+  } else {
+    choice = DEBUGGER_CHOICES.find((c) => c.types.includes(type!));
+    if (choice && !installed.has(type)) type = undefined;
+  }
+  if (!type) {
+    const missing = choice!;
+    s.log.error(`debug '${name}': ${missingDebuggerMessage(missing)}`);
+    report(name, missingDebuggerMessage(missing), {
+      title: SHOW_EXTENSION_ACTION,
+      run: () => void vscode.commands.executeCommand('workbench.extensions.search', `@id:${missing.extension.id}`),
+    });
+    return false;
+  }
   const { host, port } = parseBind(entry.localAddress);
-  const config: vscode.DebugConfiguration = { type, request: 'attach', name: `Attach to ${entry.spec.queue} over AMQP`, ...(choice?.extra ?? {}) };
+  const config: vscode.DebugConfiguration = { type, request: 'attach', name, ...(choice?.extra ?? {}) };
   applyLocalAddress(config, host === '0.0.0.0' ? '127.0.0.1' : host, port);
   s.log.info(`attach debugger: ${type} on ${entry.localAddress} (queue '${entry.spec.queue}')`);
   return vscode.debug.startDebugging(vscode.workspace.workspaceFolders?.[0], config);

@@ -5,7 +5,7 @@
  * a message that names the queue and the broker.
  */
 import { redactUrl } from '../../stream/url';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import type { TunnelEntry } from '../manager';
 import { scrub } from '../model';
 import { formatHostPort, parseBind } from '../../tunnel/spec';
@@ -24,6 +24,8 @@ export interface ForwardResult {
   entry: TunnelEntry;
   /** True when this call started the forward (it was not running before). */
   started: boolean;
+  /** True when the forward was listed already, stopped or failed, and this call restarted it. */
+  restarted?: boolean;
   host: string;
   port: number;
 }
@@ -74,7 +76,11 @@ export async function ensureForward(s: Services, req: ForwardRequest): Promise<F
     .filter((e) => e.spec.kind === 'forward' && e.spec.broker === broker.name && e.spec.queue === req.queue && e.state === 'ready')
     .find((e) => req.localPort === undefined || req.localPort === 0 || parseBind(e.localAddress).port === req.localPort);
   if (running) return { entry: running, started: false, ...parseBind(running.localAddress) };
-  const spec = { kind: 'forward' as const, broker: broker.name, queue: req.queue, address: formatHostPort({ host: '127.0.0.1', port: req.localPort ?? 0 }) };
+  // A stopped or failed forward of the queue (on the port asked for, if any) is restarted, not duplicated.
+  const idle = s.manager
+    .forwardsOf(broker.name, req.queue)
+    .find((e) => !e.running && (req.localPort === undefined || req.localPort === 0 || parseBind(e.localAddress).port === req.localPort));
+  const spec = idle?.spec ?? { kind: 'forward' as const, broker: broker.name, queue: req.queue, address: formatHostPort({ host: '127.0.0.1', port: req.localPort ?? 0 }) };
   const before = s.manager.find(spec);
   const wasRunning = before?.running ?? false;
   let entry: TunnelEntry;
@@ -83,12 +89,17 @@ export async function ensureForward(s: Services, req: ForwardRequest): Promise<F
   } catch (err) {
     throw new DebugTunnelError(`could not forward queue '${req.queue}' (broker '${broker.name}', ${broker.address}): ${(err as Error).message}`, (err as { code?: string }).code);
   }
-  return { entry, started: !wasRunning, ...parseBind(entry.localAddress) };
+  return { entry, started: !wasRunning, restarted: before !== undefined && !wasRunning, ...parseBind(entry.localAddress) };
 }
 
-/** Stop a forward this extension started for a debug session or task, and take it out of the view. */
-export async function releaseForward(s: Services, entry: TunnelEntry, why: string): Promise<void> {
+/**
+ * Stop a forward this extension started for a debug session or task, and
+ * take it out of the view; one the user had listed (restarted for the
+ * session) is only stopped again, as it was.
+ */
+export async function releaseForward(s: Services, entry: TunnelEntry, why: string, keepListed = false): Promise<void> {
   if (!s.manager.get(entry.id)) return;
   s.log.info(`forward ${entry.spec.queue} (${entry.localAddress}): stopping, ${why}`);
-  await s.manager.remove(entry);
+  if (keepListed) await s.manager.stop(entry);
+  else await s.manager.remove(entry);
 }

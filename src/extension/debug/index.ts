@@ -5,10 +5,11 @@
  * One call from activate(); everything goes into `context.subscriptions`.
  */
 import * as vscode from 'vscode';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import { COMMANDS, TASK_TYPE } from '../ids';
 import type { Node } from '../tree';
 import { attachDebuggerCommand } from './attach';
+import { registerConfigurationProviders } from './configurations';
 import { TunnelDebugProvider } from './provider';
 import { TunnelTasks } from './task';
 import { localPortCommand } from './variable';
@@ -19,6 +20,8 @@ export interface DebugFailure {
   configuration: string;
   /** The message shown to the user. */
   message: string;
+  /** The notification's buttons besides "Show Log". */
+  actions?: string[];
 }
 
 export interface DebugSupport {
@@ -32,11 +35,12 @@ export interface DebugSupport {
 
 export function registerDebugSupport(context: vscode.ExtensionContext, s: Services): DebugSupport {
   const failures = new vscode.EventEmitter<DebugFailure>();
-  const report = (configuration: string, message: string): void => {
+  const report = (configuration: string, message: string, ...actions: Array<{ title: string; run: () => void }>): void => {
     const text = `Cannot start '${configuration}': ${message}`;
-    failures.fire({ configuration, message: text });
-    void vscode.window.showErrorMessage(text, 'Show Log').then((c) => {
-      if (c) s.log.show();
+    failures.fire({ configuration, message: text, actions: actions.map((a) => a.title) });
+    void vscode.window.showErrorMessage(text, ...actions.map((a) => a.title), 'Show Log').then((c) => {
+      if (c === 'Show Log') s.log.show();
+      else actions.find((a) => a.title === c)?.run();
     });
   };
   const warnings = new vscode.EventEmitter<DebugFailure>();
@@ -57,8 +61,9 @@ export function registerDebugSupport(context: vscode.ExtensionContext, s: Servic
     new SessionTunnelWatch(s, warn),
     vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),
     vscode.debug.registerDebugConfigurationProvider('*', provider),
+    registerConfigurationProviders(s),
     vscode.commands.registerCommand(COMMANDS.localPort, (args?: unknown) => localPortCommand(s, args, report)),
-    vscode.commands.registerCommand(COMMANDS.attachDebugger, (ref?: Node | { id: string; type?: string }) => attachDebuggerCommand(s, ref)),
+    vscode.commands.registerCommand(COMMANDS.attachDebugger, (ref?: Node | { id: string; type?: string }) => attachDebuggerCommand(s, ref, report)),
   );
   return { tasks, provider, onDidReportFailure: failures.event, onDidWarn: warnings.event };
 }

@@ -23,19 +23,31 @@ const RESOURCE_LOCKED = 405;
  * cannot be reached or refuses the login.
  */
 export async function isPublished(url: string, queue: string, connectionName = 'VS Code amqp-tunnel probe'): Promise<boolean> {
+  return (await publishedQueues(url, [queue], connectionName)).get(queue) ?? false;
+}
+
+/**
+ * The same check for several queues over one broker connection (a channel
+ * per queue: a failed passive declare closes its channel).
+ */
+export async function publishedQueues(url: string, queues: readonly string[], connectionName = 'VS Code amqp-tunnel probe'): Promise<Map<string, boolean>> {
   const conn = await connect(url, { connectionName, livenessInterval: 0 });
+  const out = new Map<string, boolean>();
   try {
-    const ch = await conn.openChannel();
-    try {
-      await ch.checkQueue(queue);
-      await ch.close().catch(() => undefined);
-      return true;
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === NOT_FOUND) return false;
-      if (code === RESOURCE_LOCKED) return true;
-      throw new TunnelError('ERR_AMQP_BROKER', `could not check queue '${queue}': ${(err as Error).message}`, { cause: err });
+    for (const queue of queues) {
+      const ch = await conn.openChannel();
+      try {
+        await ch.checkQueue(queue);
+        await ch.close().catch(() => undefined);
+        out.set(queue, true);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code === NOT_FOUND) out.set(queue, false);
+        else if (code === RESOURCE_LOCKED) out.set(queue, true);
+        else throw new TunnelError('ERR_AMQP_BROKER', `could not check queue '${queue}': ${(err as Error).message}`, { cause: err });
+      }
     }
+    return out;
   } finally {
     await conn.close().catch(() => undefined);
   }

@@ -22,7 +22,7 @@
  *       "amqpTunnel": { "queue": "my-app-debug", "broker": "staging" } }
  */
 import * as vscode from 'vscode';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import type { TunnelEntry } from '../manager';
 import { applyLocalAddress, numericPorts, parseAmqpTunnelProperty } from './fields';
 import { brokerFor, checkPublished, ensureForward, releaseForward } from './forwards';
@@ -34,7 +34,7 @@ const SESSION_KEY = '__amqpTunnelSession';
 export class TunnelDebugProvider implements vscode.DebugConfigurationProvider, vscode.Disposable {
   private nextToken = 1;
   /** Forwards to stop when the session carrying the token ends. */
-  private readonly toStop = new Map<string, TunnelEntry>();
+  private readonly toStop = new Map<string, { entry: TunnelEntry; keepListed: boolean }>();
   private readonly subscription: vscode.Disposable;
 
   constructor(
@@ -75,7 +75,7 @@ export class TunnelDebugProvider implements vscode.DebugConfigurationProvider, v
         if (prop.stopWhenDone ?? r.started) {
           const token = `s${this.nextToken++}`;
           config[SESSION_KEY] = token;
-          this.toStop.set(token, r.entry);
+          this.toStop.set(token, { entry: r.entry, keepListed: r.restarted ?? false });
         }
       } catch (err) {
         return this.cancel(name, (err as Error).message);
@@ -95,9 +95,9 @@ export class TunnelDebugProvider implements vscode.DebugConfigurationProvider, v
     const token = session.configuration[SESSION_KEY] as string | undefined;
     // Child sessions (js-debug's per-target sessions) copy the configuration: only the root counts.
     if (!token || session.parentSession) return;
-    const entry = this.toStop.get(token);
+    const stop = this.toStop.get(token);
     this.toStop.delete(token);
-    if (entry) void releaseForward(this.s, entry, `debug session '${session.name}' ended`).catch(() => undefined);
+    if (stop) void releaseForward(this.s, stop.entry, `debug session '${session.name}' ended`, stop.keepListed).catch(() => undefined);
   }
 
   dispose(): void {

@@ -21,7 +21,7 @@
  */
 import * as vscode from 'vscode';
 import { PROBLEM_MATCHER, TASK_TYPE } from '../ids';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import type { TunnelEntry } from '../manager';
 import { TASK_LINES, parseTaskDefinition, type TunnelTaskDefinition } from './fields';
 import { brokerFor, ensureForward, releaseForward } from './forwards';
@@ -84,6 +84,8 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
   readonly onDidClose = this.closeEmitter.event;
   private entry?: TunnelEntry;
   private started = false;
+  /** The forward was listed (stopped) before and restarted by this run: give it back stopped, still listed. */
+  private restarted = false;
   private closed = false;
   private watch?: vscode.Disposable;
   private current?: TaskRun;
@@ -144,12 +146,13 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
       const r = await ensureForward(this.s, { queue: parsed.queue, broker: brokerName, localPort: parsed.localPort });
       this.entry = r.entry;
       this.started = r.started;
+      this.restarted = r.restarted ?? false;
     } catch (err) {
       return fail((err as Error).message);
     }
     if (this.closed) {
       // Terminated while starting: give back what this run started.
-      if (this.started) await releaseForward(this.s, this.entry, `task '${this.label}' was terminated while starting`).catch(() => undefined);
+      if (this.started) await releaseForward(this.s, this.entry, `task '${this.label}' was terminated while starting`, this.restarted).catch(() => undefined);
       return;
     }
     run.state = 'ready';
@@ -186,7 +189,7 @@ class TunnelTaskTerminal implements vscode.Pseudoterminal {
     this.watch?.dispose();
     if (this.current && this.current.state !== 'failed') this.current.state = 'ended';
     this.settle();
-    if (this.entry && this.started) await releaseForward(this.s, this.entry, `task '${this.label}' ended (${why})`).catch(() => undefined);
+    if (this.entry && this.started) await releaseForward(this.s, this.entry, `task '${this.label}' ended (${why})`, this.restarted).catch(() => undefined);
     this.closeEmitter.fire(code);
   }
 }

@@ -13,10 +13,11 @@
  * provider turns a port field of digits back into a number.
  */
 import * as vscode from 'vscode';
-import type { Services, TunnelSummary } from '../commands';
+import type { Services, TunnelSummary } from '../services';
 import { COMMANDS } from '../ids';
 import type { TunnelEntry } from '../manager';
 import { parseBind } from '../../tunnel/spec';
+import { pickTunnel } from '../prompts';
 import { ensureForward } from './forwards';
 
 export async function localPortCommand(s: Services, args: unknown, report: (configName: string, message: string) => void): Promise<string | undefined> {
@@ -34,13 +35,8 @@ export async function localPortCommand(s: Services, args: unknown, report: (conf
   }
   const ready = s.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
   let entry: TunnelEntry | undefined;
-  if (ready.length === 1) entry = ready[0];
-  else if (ready.length > 1) {
-    const pick = await vscode.window.showQuickPick(
-      ready.map((e) => ({ label: String(parseBind(e.localAddress).port), description: `${e.localAddress} → ${e.spec.queue}`, detail: `broker ${e.spec.broker}`, entry: e })),
-      { title: isConfig ? `Debug '${String(a.name ?? a.type)}'` : 'AMQP Tunnel', placeHolder: 'Attach through which forward?', ignoreFocusOut: true },
-    );
-    entry = pick?.entry;
+  if (ready.length > 0) {
+    entry = await pickTunnel(ready, 'Attach through which forward?', isConfig ? `Debug '${String(a.name ?? a.type)}'` : 'AMQP Tunnel');
   } else {
     const choice = await vscode.window.showInformationMessage(
       'No forward over AMQP is ready. Start one to attach through?',

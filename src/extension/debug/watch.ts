@@ -6,7 +6,7 @@
  * forward's local port.
  */
 import * as vscode from 'vscode';
-import type { Services } from '../commands';
+import type { Services } from '../services';
 import type { TunnelEntry } from '../manager';
 import { parseBind } from '../../tunnel/spec';
 

@@ -14,8 +14,9 @@ import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { DebugFailure } from '../../../src/extension/debug';
 import { COMMANDS, TASK_TYPE } from '../../../src/extension/ids';
-import type { TunnelSummary } from '../../../src/extension/commands';
+import type { TunnelSummary } from '../../../src/extension/services';
 import { FaultProxy } from '../../integration/faultproxy';
+import { debuggerPickItems } from '../../../src/extension/debug/attach';
 import { EXTENSION_ID, answerQuickPick, connectError, extensionApi, itemOf, run, uniqueQueue, waitFor } from './helpers';
 
 const BROKER = 'debug-broker';
@@ -93,11 +94,12 @@ function withTimeout<T>(p: Thenable<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * Ask the debugger to evaluate 6*7 in the remote program. js-debug attaches
- * with a root session and one child session per target: try the children
- * first, then the active session.
+ * Ask the debugger to evaluate `expression` (default `process.pid`, which
+ * tells the debuggee from any other Node process) in the remote program.
+ * js-debug attaches with a root session and one child session per target:
+ * try the children first, then the active session.
  */
-async function evaluate(watch: { sessions: vscode.DebugSession[] }): Promise<string> {
+async function evaluate(watch: { sessions: vscode.DebugSession[] }, expression = 'process.pid'): Promise<string> {
   const deadline = Date.now() + 30_000;
   let last = '';
   while (Date.now() < deadline) {
@@ -105,7 +107,7 @@ async function evaluate(watch: { sessions: vscode.DebugSession[] }): Promise<str
     const candidates = [...new Set([...children, vscode.debug.activeDebugSession].filter((s): s is vscode.DebugSession => !!s))];
     for (const s of candidates) {
       try {
-        const r = await withTimeout(s.customRequest('evaluate', { expression: '6*7', context: 'repl' }) as Thenable<{ result: string }>, 3000, s.name);
+        const r = await withTimeout(s.customRequest('evaluate', { expression, context: 'repl' }) as Thenable<{ result: string }>, 3000, s.name);
         return r.result;
       } catch (err) {
         last = `${s.name}: ${(err as Error).message}`;
@@ -163,7 +165,8 @@ describe('debugging a remote Node program through a tunnel', function () {
     const started: TunnelSummary[] = [];
     try {
       for (let i = 0; i < count; i++) {
-        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+        // An explicit port: a second forward of the queue on port 0 would reuse the first.
+        const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: `127.0.0.1:${await freePort()}` });
         assert.ok(fwd);
         started.push(fwd);
       }
@@ -233,11 +236,17 @@ describe('debugging a remote Node program through a tunnel', function () {
         preLaunchTask: 'tunnel to the app',
       });
       assert.equal(ok, true, 'the session started');
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const entry = api.manager.list().find((e) => e.spec.queue === queue && e.spec.kind === 'forward');
       assert.ok(entry, 'the forward is in the Tunnels view');
       assert.equal(entry.localAddress, `127.0.0.1:${taskPort}`);
-      assert.ok((entry.stats()?.totalConnections ?? 0) >= 1, 'the debugger reached the program through the tunnel');
+      // The debugger's own connection goes through the forward, not only its HTTP discovery:
+      // a 64 KiB answer to an evaluate comes back through the tunnel while the session is attached.
+      const before = entry.stats()!.streamToTcp;
+      assert.equal(await evaluate(watch, "'x'.repeat(65536).length"), '65536');
+      await evaluate(watch, "'x'.repeat(65536)");
+      assert.ok(entry.stats()!.streamToTcp - before >= 65536, `the answer came through the tunnel (${entry.stats()!.streamToTcp - before} bytes)`);
+      assert.ok(entry.stats()!.activeConnections >= 1, 'the debugger keeps its connection open through the tunnel');
       await endSessions(watch);
       assert.equal(remote.debuggee.proc.exitCode, null, 'detaching leaves the remote program running');
       assert.equal(entry.state, 'ready', 'the task still holds the forward');
@@ -264,7 +273,7 @@ describe('debugging a remote Node program through a tunnel', function () {
         preLaunchTask: 'tunnel, short form',
       });
       assert.equal(ok, true, 'the session started');
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       await endSessions(watch);
     } finally {
       watch.dispose();
@@ -283,7 +292,7 @@ describe('debugging a remote Node program through a tunnel', function () {
         amqpTunnel: { queue, broker: BROKER },
       });
       assert.equal(ok, true, 'the session started');
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const root = watch.sessions.find((s) => !s.parentSession)!;
       const entry = api.manager.list().find((e) => e.spec.queue === queue && e.spec.kind === 'forward');
       assert.ok(entry, 'the forward is in the Tunnels view');
@@ -296,6 +305,26 @@ describe('debugging a remote Node program through a tunnel', function () {
       assert.equal(remote.debuggee.proc.exitCode, null);
     } finally {
       watch.dispose();
+    }
+  });
+
+  it('F5 while a forward of the queue is stopped restarts that forward (no duplicate) and stops it again when the session ends', async () => {
+    const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+    assert.ok(fwd);
+    const watch = watchSessions();
+    try {
+      await run(COMMANDS.stop, { id: fwd.id });
+      const ok = await vscode.debug.startDebugging(folder, { type: 'node', request: 'attach', name: 'Attach with a stopped forward', amqpTunnel: { queue, broker: BROKER } });
+      assert.equal(ok, true);
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
+      const forwards = api.manager.list().filter((e) => e.spec.kind === 'forward' && e.spec.queue === queue);
+      assert.deepEqual(forwards.map((e) => e.id), [fwd.id], 'the stopped forward was restarted, none added');
+      assert.equal(watch.sessions.find((x) => !x.parentSession)!.configuration.port, Number(fwd.address.split(':')[1]));
+      await endSessions(watch);
+      await waitFor(api, 'the forward is stopped again, still listed', () => api.manager.get(fwd.id)?.state === 'stopped');
+    } finally {
+      watch.dispose();
+      await run(COMMANDS.remove, { id: fwd.id });
     }
   });
 
@@ -312,7 +341,7 @@ describe('debugging a remote Node program through a tunnel', function () {
           port: '${command:amqpTunnel.localPort}',
         });
         assert.equal(ok, true, 'the session started');
-        assert.equal(await evaluate(watch), '42');
+        assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
         const root = watch.sessions.find((s) => !s.parentSession)!;
         assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
         await endSessions(watch);
@@ -338,7 +367,7 @@ describe('debugging a remote Node program through a tunnel', function () {
           port: '${command:amqpTunnel.localPort}',
         });
         assert.equal(await answerQuickPick(launch, 'accept'), true, 'the session started once a forward was picked');
-        assert.equal(await evaluate(watch), '42');
+        assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
         const root = watch.sessions.find((s) => !s.parentSession)!;
         assert.equal(root.configuration.port, Number(ready[0].localAddress.split(':')[1]), 'the port of the forward picked');
         await endSessions(watch);
@@ -409,7 +438,7 @@ describe('debugging a remote Node program through a tunnel', function () {
         await new Promise((r) => setTimeout(r, 250));
       }
       assert.equal(await vscode.debug.startDebugging(folder, 'Attach with an input'), true, 'the session started');
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const root = watch.sessions.find((s) => !s.parentSession)!;
       const entry = api.manager.list().find((e) => e.spec.queue === queue && e.state === 'ready');
       assert.ok(entry, 'the command started a forward of the queue');
@@ -446,7 +475,7 @@ describe('debugging a remote Node program through a tunnel', function () {
       assert.ok(fwd);
       assert.match(itemOf(api, 'forward', queue).contextValue, /^tunnel;kind=forward;.*;running;/, 'the item offers Attach Debugger (package.json menus)');
       assert.equal(await run<boolean>(COMMANDS.attachDebugger, { id: fwd.id, type: 'node' }), true);
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const root = watch.sessions.find((s) => !s.parentSession)!;
       assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
       await endSessions(watch);
@@ -467,12 +496,78 @@ describe('debugging a remote Node program through a tunnel', function () {
       assert.equal(watch.sessions.length, 0, 'no debugger was started');
       // Node.js is the first choice.
       assert.equal(await answerQuickPick(run<boolean>(COMMANDS.attachDebugger, { id: fwd.id }), 'accept'), true);
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const root = watch.sessions.find((s) => !s.parentSession)!;
       assert.equal(root.configuration.port, Number(fwd.address.split(':')[1]));
       assert.equal(root.configuration.address, '127.0.0.1');
       await endSessions(watch);
       assert.equal(api.manager.get(fwd.id)?.state, 'ready', 'the forward keeps running');
+    } finally {
+      watch.dispose();
+      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
+    }
+  });
+
+  it('Attach Debugger from the palette with several ready forwards asks which one, then what runs there, and attaches through the one picked', async () => {
+    await withReadyForwards(2, async () => {
+      const watch = watchSessions();
+      try {
+        const ready = readyForwards();
+        assert.equal(ready.length, 2);
+        // Enter on both picks: the first forward (the view's order), then Node.js (the first debugger).
+        assert.equal(await answerQuickPick(run<boolean>(COMMANDS.attachDebugger), 'accept'), true, 'a session started');
+        assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
+        const root = watch.sessions.find((x) => !x.parentSession)!;
+        assert.equal(root.configuration.port, Number(ready[0].localAddress.split(':')[1]), 'through the forward picked');
+        await endSessions(watch);
+      } finally {
+        watch.dispose();
+      }
+    });
+  });
+
+  it('Attach Debugger in the Tunnels view with nothing published fails at once with the message F5 gives, and starts no debugger', async () => {
+    const watch = watchSessions();
+    let fwd: TunnelSummary | undefined;
+    try {
+      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue: emptyQueue, bind: '127.0.0.1:0' });
+      assert.ok(fwd, 'a forward of a queue nobody publishes starts (it listens locally)');
+      const failure = nextFailure(api);
+      const t0 = Date.now();
+      assert.equal(await run<boolean>(COMMANDS.attachDebugger, { id: fwd.id, type: 'node' }), false, 'nothing was attached');
+      assert.ok(Date.now() - t0 < 5000, `failed within 5 s (took ${Date.now() - t0} ms)`);
+      const f = await withTimeout(failure, 1000, 'the failure notification');
+      assert.match(
+        f.message,
+        new RegExp(`^Cannot start 'Attach to ${emptyQueue} over AMQP': nothing is published on queue '${emptyQueue}' at amqp://guest@127\\.0\\.0\\.1:5672 \\(broker '${BROKER}'\\) — start the publisher on the remote machine`),
+      );
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+    } finally {
+      watch.dispose();
+      if (fwd) await run(COMMANDS.remove, { id: fwd.id });
+    }
+  });
+
+  it('Attach Debugger offers only installed debuggers as ready; a missing one names its extension and offers the Extensions view', async () => {
+    assert.equal(vscode.extensions.getExtension('ms-python.debugpy'), undefined, 'no Python debugger in this VS Code');
+    assert.equal(vscode.extensions.getExtension('vscjava.vscode-java-debug'), undefined, 'no Java debugger in this VS Code');
+    const watch = watchSessions();
+    let fwd: TunnelSummary | undefined;
+    try {
+      fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+      assert.ok(fwd);
+      const failure = nextFailure(api);
+      assert.equal(await run<boolean>(COMMANDS.attachDebugger, { id: fwd.id, type: 'debugpy' }), false);
+      const f = await withTimeout(failure, 5000, 'the failure notification');
+      assert.match(f.message, /needs the Python Debugger extension \(ms-python\.debugpy\), which is not installed/);
+      assert.deepEqual(f.actions, ['Show in Extensions']);
+      assert.equal(watch.sessions.length, 0, 'no debugger was started');
+      const items = debuggerPickItems();
+      const desc = (label: string): string | undefined => items.find((i) => i.label === label)?.description;
+      assert.equal(desc('Node.js'), 'type "node"', 'js-debug is built in');
+      assert.equal(desc('Python (debugpy)'), 'not installed: needs the Python Debugger extension (ms-python.debugpy)');
+      assert.equal(desc('Java'), 'not installed: needs the Debugger for Java extension (vscjava.vscode-java-debug)');
+      assert.equal(desc('Go (Delve)'), 'not installed: needs the Go extension (golang.go)');
     } finally {
       watch.dispose();
       if (fwd) await run(COMMANDS.remove, { id: fwd.id });
@@ -491,7 +586,7 @@ describe('debugging a remote Node program through a tunnel', function () {
         amqpTunnel: { queue, broker: 'flaky-debug-broker' },
       });
       assert.equal(ok, true);
-      assert.equal(await evaluate(watch), '42');
+      assert.equal(await evaluate(watch), String(remote.debuggee.proc.pid), 'attached to the debuggee itself');
       const warned = new Promise<DebugFailure>((resolve) => {
         const d = api.debug.onDidWarn((w) => {
           d.dispose();

@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
-import type { TunnelSummary } from '../../../src/extension/commands';
+import type { TunnelSummary } from '../../../src/extension/services';
 import type { TunnelEntry } from '../../../src/extension/manager';
 
 export const EXTENSION_ID = 'amqp-tunnel.amqp-tunnel';

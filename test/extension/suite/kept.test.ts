@@ -7,12 +7,22 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import * as vscode from 'vscode';
 import { CONFIG_SECTION, SETTINGS } from '../../../src/extension/ids';
-import { extensionApi, itemOf, roundTrip, splitAddress, waitFor } from './helpers';
+import type { AmqpTunnelApi } from '../../../src/extension/extension';
+import { EXTENSION_ID, itemOf, roundTrip, splitAddress, waitFor } from './helpers';
 
 describe('kept tunnels in a trusted workspace', () => {
-  it('start when the window opens, and carry data', async () => {
+  it('start when the window opens (VS Code activates the extension at startup, no test does), and carry data', async () => {
     assert.equal(vscode.workspace.isTrusted, true);
-    const api = await extensionApi();
+    // This file runs first (suite/files.ts): nothing has called activate() yet, so only VS Code's
+    // own activation at startup (onStartupFinished) can start the kept tunnels.
+    const ext = vscode.extensions.getExtension<AmqpTunnelApi>(EXTENSION_ID);
+    assert.ok(ext, `${EXTENSION_ID} is installed`);
+    const deadline = Date.now() + 30_000;
+    while (!ext.isActive) {
+      if (Date.now() > deadline) throw new Error('VS Code did not activate the extension at startup within 30 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const api = ext.exports;
     await api.restored;
     const kept = vscode.workspace.getConfiguration(CONFIG_SECTION).get<Array<Record<string, string>>>(SETTINGS.tunnels) ?? [];
     const pub = kept.find((k) => k.publish)!;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
-import type { TunnelSummary } from '../../../src/extension/commands';
+import type { TunnelSummary } from '../../../src/extension/services';
 import { COMMANDS, CONFIG_SECTION } from '../../../src/extension/ids';
 import { publish, type PublishTunnel } from '../../../src/tunnel';
 import { echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor } from './helpers';

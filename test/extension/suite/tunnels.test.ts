@@ -5,8 +5,8 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
-import type { TunnelSummary } from '../../../src/extension/commands';
-import { COMMANDS, CONFIG_SECTION, SETTINGS } from '../../../src/extension/ids';
+import type { TunnelSummary } from '../../../src/extension/services';
+import { COMMANDS, CONFIG_SECTION, SETTINGS, SHOW_VIEW_COMMAND } from '../../../src/extension/ids';
 import { FaultProxy } from '../../integration/faultproxy';
 import { connectError, echoServer, entryOf, extensionApi, itemOf, roundTrip, run, treeItems, uniqueQueue, waitFor } from './helpers';
 
@@ -64,11 +64,12 @@ describe('AMQP Tunnel in a real VS Code', function () {
 
     const f = itemOf(api, 'forward', queue);
     assert.equal(f.broker, BROKER);
-    assert.equal(f.label, `${fwd.address} → ${queue}`);
+    assert.equal(f.label, queue, 'the row starts with the queue (what a narrow side bar still shows)');
     assert.equal(f.icon, 'pass-filled');
-    assert.match(f.description, /^forward · ready/);
+    assert.ok(f.description.startsWith(`forward · ${fwd.address} · ready`), f.description);
     const p = itemOf(api, 'publish', queue);
-    assert.equal(p.label, `${queue} → 127.0.0.1:${echo.port}`);
+    assert.equal(p.label, queue);
+    assert.ok(p.description.startsWith(`publish · 127.0.0.1:${echo.port} · ready`), p.description);
     // The counts reach the tooltip once the connection closed on both tunnels.
     await waitFor(api, 'both tooltips count the connection and its bytes', () =>
       [itemOf(api, 'forward', queue), itemOf(api, 'publish', queue)].every((i) => /0 open, 1 in all/.test(i.tooltip) && /22 KiB sent/.test(i.tooltip)),
@@ -76,16 +77,30 @@ describe('AMQP Tunnel in a real VS Code', function () {
     assert.match(api.statusBar.item.text, /tunnels? ready/);
   });
 
-  it('shows the open connection count live in the description', async () => {
-    const { queue, fwd } = await publishAndForward('live');
+  it('shows the open connection count live in the description, as the view renders it', async () => {
+    const { fwd } = await publishAndForward('live');
+    // What the view shows: VS Code re-reads an item only when the tree fires a change for it
+    // (or for everything), so keep the rendering from the last change event, as the view does.
+    const node = api.tree.getChildren().flatMap((b) => api.tree.getChildren(b)).find((n) => n.type === 'tunnel' && n.entry.id === fwd.id)!;
+    assert.ok(node, 'the forward has a row');
+    let shown = String(api.tree.getTreeItem(node).description);
+    const sub = api.tree.onDidChangeTreeData((changed) => {
+      if (changed === undefined || changed === node) shown = String(api.tree.getTreeItem(node).description);
+    });
     const net = await import('node:net');
     const [host, port] = [fwd.address.split(':')[0], Number(fwd.address.split(':')[1])];
     const socket = net.connect({ host, port });
-    await new Promise((r) => socket.once('connect', r));
-    socket.write('ping');
-    await waitFor(api, 'forward shows 1 connection', () => /· 1 connection ·/.test(itemOf(api, 'forward', queue).description));
-    socket.destroy();
-    await waitFor(api, 'forward shows 0 connections', () => /· 0 connections ·/.test(itemOf(api, 'forward', queue).description));
+    try {
+      await new Promise((r) => socket.once('connect', r));
+      socket.write('ping');
+      await waitFor(api, 'the row shows 1 connection', () => /· 1 connection ·/.test(shown));
+      socket.write('x'.repeat(3000));
+      await waitFor(api, 'the row shows the bytes of the open connection', () => /↑2\.9 KiB/.test(shown), 5000);
+    } finally {
+      socket.destroy();
+    }
+    await waitFor(api, 'the row shows 0 connections', () => /· 0 connections ·/.test(shown));
+    sub.dispose();
   });
 
   it('Stop Tunnel frees the local port and shows stopped; Restart Tunnel listens on the same port again', async () => {
@@ -93,7 +108,7 @@ describe('AMQP Tunnel in a real VS Code', function () {
     await run(COMMANDS.stop, { id: fwd.id });
     const stopped = itemOf(api, 'forward', queue);
     assert.equal(stopped.icon, 'circle-slash');
-    assert.match(stopped.description, /^forward · stopped$/);
+    assert.equal(stopped.description, `forward · ${fwd.address} · stopped`);
     assert.match(stopped.contextValue, /;idle;/, 'the context menu offers Restart, not Stop');
     assert.equal(await connectError(fwd.address), 'ECONNREFUSED');
 
@@ -129,7 +144,7 @@ describe('AMQP Tunnel in a real VS Code', function () {
       proxy.cutAll();
       await waitFor(api, 'publish shows reconnecting', () => itemOf(api, 'publish', queue).icon === 'sync~spin');
       const item = itemOf(api, 'publish', queue);
-      assert.match(item.description, /^publish · reconnecting/);
+      assert.ok(item.description.startsWith(`publish · 127.0.0.1:${echo.port} · reconnecting`), item.description);
       assert.match(item.tooltip, /Last error: /);
       assert.match(api.statusBar.item.text, /ready/);
       assert.ok(api.statusBar.item.backgroundColor, 'the status bar item is highlighted while a tunnel reconnects');
@@ -158,7 +173,7 @@ describe('AMQP Tunnel in a real VS Code', function () {
       assert.equal(res, undefined, 'the command reports the failure instead of a tunnel');
       const item = itemOf(api, 'forward', queue);
       assert.equal(item.icon, 'error');
-      assert.match(item.description, /^forward · failed$/);
+      assert.match(item.description, /^forward · 127\.0\.0\.1:\d+ · failed$/);
       assert.match(item.tooltip, /Last error: .*127\.0\.0\.1/);
       assert.doesNotMatch(item.tooltip, /\n\s+at /, 'no stack trace');
       const e = api.manager.list().find((x) => x.spec.queue === queue)!;
@@ -185,14 +200,34 @@ describe('AMQP Tunnel in a real VS Code', function () {
       assert.ok(!api.log.lines().join('\n').includes(wrong), 'the password is not in the log');
       assert.ok(api.log.lines().some((l) => l.startsWith('error: publish ' + queue)), 'the failure is in the log');
 
-      await run(COMMANDS.setBrokerPassword, { name: 'locked-broker', password: 'guest' });
+      // Fixing the password restarts the tunnel that failed on the login: no Restart needed.
       const e = api.manager.list().find((x) => x.spec.queue === queue)!;
-      await run(COMMANDS.restart, { id: e.id });
+      const fixed = await run<{ restarted: TunnelSummary[] } | undefined>(COMMANDS.setBrokerPassword, { name: 'locked-broker', password: 'guest' });
+      assert.deepEqual(fixed?.restarted.map((r) => [r.id, r.state]), [[e.id, 'ready']], 'the failed tunnel was restarted with the new password');
       assert.equal(e.state, 'ready', 'the stored password is used');
       assert.equal(itemOf(api, 'publish', queue).icon, 'pass-filled');
       await api.manager.remove(e);
     } finally {
       await run(COMMANDS.removeBroker, { name: 'locked-broker' });
+    }
+  });
+
+  it('a login refused for a user whose password is the user name (as guest/guest) names the user in the notification and the log', async () => {
+    const user = `same-${Date.now().toString(36)}`;
+    await run(COMMANDS.addBroker, { name: 'same-broker', url: `amqp://${user}@127.0.0.1:5672`, password: user });
+    try {
+      const queue = uniqueQueue('same');
+      const res = await run<TunnelSummary | undefined>(COMMANDS.publish, { broker: 'same-broker', target: `127.0.0.1:${echo.port}`, queue });
+      assert.equal(res, undefined);
+      const item = itemOf(api, 'publish', queue);
+      assert.match(item.tooltip, new RegExp(`refused the login of user '${user}'`), 'the tooltip names the user');
+      const logged = api.log.lines().filter((l) => l.startsWith(`error: publish ${queue}`));
+      assert.equal(logged.length, 1, 'the failure is logged once');
+      assert.match(logged[0], new RegExp(`refused the login of user '${user}'`), 'the log names the user');
+      assert.ok(!api.log.lines().some((l) => l.includes('***')), 'nothing in the log was masked as ***');
+      await api.manager.remove(api.manager.list().find((x) => x.spec.queue === queue)!);
+    } finally {
+      await run(COMMANDS.removeBroker, { name: 'same-broker' });
     }
   });
 
@@ -226,6 +261,72 @@ describe('AMQP Tunnel in a real VS Code', function () {
     await run(COMMANDS.forget, { id: fwd.id });
     assert.equal(kept().filter((k) => (k as { forward?: string }).forward === queue).length, 0);
     assert.match(itemOf(api, 'forward', queue).contextValue, /;unkept$/);
+  });
+
+  it('Forward of a queue that has a forward already uses that one (restarting it when stopped) instead of adding a duplicate', async () => {
+    const { queue, fwd } = await publishAndForward('dup');
+    const again = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue });
+    assert.equal(again?.id, fwd.id, 'the running forward is used');
+    await run(COMMANDS.stop, { id: fwd.id });
+    const restarted = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+    assert.equal(restarted?.id, fwd.id, 'the stopped forward is restarted');
+    assert.equal(restarted?.state, 'ready');
+    assert.equal(restarted?.address, fwd.address, 'on its port');
+    assert.equal(treeItems(api).filter((i) => i.label === queue && i.description.startsWith('forward')).length, 1, 'one forward row for the queue');
+    assert.equal(await roundTrip(fwd.address, 'once'), 'once');
+  });
+
+  it('the status bar counts the rows of the view: a stopped row counts as not ready', async () => {
+    const { fwd } = await publishAndForward('count');
+    await run(COMMANDS.stop, { id: fwd.id });
+    const rows = treeItems(api);
+    const ready = rows.filter((i) => i.icon === 'pass-filled').length;
+    assert.ok(rows.length > ready, 'a row is not ready');
+    assert.equal(api.statusBar.item.text, `$(plug) ${ready}/${rows.length} tunnels ready`);
+    await run(COMMANDS.restart, { id: fwd.id });
+    assert.equal(api.statusBar.item.text, `$(plug) ${ready + 1}/${rows.length} tunnels ready`);
+  });
+
+  it('a configured broker stays in the view when its last tunnel is removed', async () => {
+    await run(COMMANDS.addBroker, { name: 'empty-broker', url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
+    try {
+      const queue = uniqueQueue('empty');
+      const pub = await run<TunnelSummary | undefined>(COMMANDS.publish, { broker: 'empty-broker', target: `127.0.0.1:${echo.port}`, queue });
+      assert.ok(pub);
+      await run(COMMANDS.remove, { id: pub.id });
+      const root = api.tree.getChildren().map((n) => api.tree.getTreeItem(n));
+      const b = root.find((i) => i.label === 'empty-broker');
+      assert.ok(b, `the broker is a top-level row: ${JSON.stringify(root.map((i) => i.label))}`);
+      assert.equal(b.description, 'amqp://guest@127.0.0.1:5672 · no tunnels');
+      assert.equal(b.contextValue, 'broker', 'its context menu offers Set Broker Password and Remove Broker');
+    } finally {
+      await run(COMMANDS.removeBroker, { name: 'empty-broker' });
+    }
+    assert.ok(!api.tree.getChildren().some((n) => n.type === 'broker' && n.name === 'empty-broker'), 'a removed broker leaves the view');
+  });
+
+  it('a ready forward whose queue nobody publishes says so while the view is visible, and shows ready once a publisher starts', async () => {
+    await vscode.commands.executeCommand(SHOW_VIEW_COMMAND);
+    const queue = uniqueQueue('presence');
+    const fwd = await run<TunnelSummary | undefined>(COMMANDS.forward, { broker: BROKER, queue, bind: '127.0.0.1:0' });
+    assert.ok(fwd);
+    started.push(fwd);
+    await waitFor(api, 'the forward says nobody publishes the queue', () => itemOf(api, 'forward', queue).description.includes('ready · nobody publishes this queue'), 10_000);
+    assert.equal(itemOf(api, 'forward', queue).icon, 'circle-large-outline');
+    assert.match(itemOf(api, 'forward', queue).tooltip, /Publisher: none/);
+    const pub = await run<TunnelSummary | undefined>(COMMANDS.publish, { broker: BROKER, target: `127.0.0.1:${echo.port}`, queue });
+    assert.ok(pub);
+    started.push(pub);
+    await waitFor(api, 'the forward shows ready with a publisher', () => itemOf(api, 'forward', queue).icon === 'pass-filled', 10_000);
+    assert.match(itemOf(api, 'forward', queue).tooltip, /Publisher: present/);
+    assert.ok(!itemOf(api, 'forward', queue).description.includes('nobody'));
+  });
+
+  it('a stopped row offers neither Copy Local Address nor Open in Browser (package.json menus need ;running;)', async () => {
+    const { queue, fwd } = await publishAndForward('menus');
+    assert.match(itemOf(api, 'forward', queue).contextValue, /;running;/);
+    await run(COMMANDS.stop, { id: fwd.id });
+    assert.doesNotMatch(itemOf(api, 'forward', queue).contextValue, /;running;/);
   });
 
   it('never writes a broker password into the log', () => {
