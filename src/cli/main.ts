@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { describeError } from '../common/errors';
+import { VERSION } from '../common/version';
 import {
   PublishTunnel,
   brokerTransport,
@@ -21,9 +22,8 @@ import {
 import { parseStreamUrl } from '../stream';
 import { parseCommand, UsageError, type Command, type Common } from './args';
 import { runCheck } from './check';
+import { runList } from './list';
 import { Output } from './output';
-
-const VERSION = '0.1.0';
 
 async function main(argv: string[]): Promise<number> {
   let cmd: Command;
@@ -49,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const out = new Output(cmd.json, cmd.verbose);
   if (cmd.kind === 'check') return runCheck(cmd, out);
+  if (cmd.kind === 'list') return runList(cmd, out);
 
   let tunnels: Tunnel[];
   let shared: Transport | undefined;
@@ -66,12 +67,12 @@ interface RunFile {
   tunnels?: unknown;
 }
 
-function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
+function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' | 'list' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
   const logger = out.logger();
   const base = { broker: cmd.broker, connectOptions: { ...cmd.connectOptions, logger }, logger, secret: cmd.secret };
   switch (cmd.kind) {
     case 'publish':
-      return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue })] };
+      return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue, listed: cmd.listed })] };
     case 'forward':
       return { tunnels: [forward({ ...base, bind: cmd.bind, queue: cmd.queue })] };
     case 'webclient':
@@ -101,7 +102,7 @@ function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check'
         try {
           if (typeof entry.publish === 'string' || typeof entry.publish === 'number') {
             if (typeof entry.queue !== 'string') throw new Error('a publish entry needs "queue"');
-            return publish({ transport, logger, secret: cmd.secret, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue) });
+            return publish({ transport, logger, secret: cmd.secret, target: parseTarget(String(entry.publish)), queue: parseQueue(entry.queue), listed: cmd.listed });
           }
           if (typeof entry.forward === 'string') {
             const bind = entry.bind === undefined ? '0' : String(entry.bind);
