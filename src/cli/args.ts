@@ -38,11 +38,12 @@ export interface Common {
 export type Command =
   | { kind: 'help'; text: string }
   | { kind: 'version' }
-  | ({ kind: 'publish'; target: HostPort; queue: string } & Common)
+  | ({ kind: 'publish'; target: HostPort; queue: string; listed: boolean } & Common)
   | ({ kind: 'forward'; queue: string; bind: HostPort } & Common)
   | ({ kind: 'webclient'; bind: HostPort } & Common)
   | ({ kind: 'check' } & Common)
-  | ({ kind: 'run'; file: string } & Common);
+  | ({ kind: 'list'; waitMs: number } & Common)
+  | ({ kind: 'run'; file: string; listed: boolean } & Common);
 
 const COMMON_OPTIONS = {
   broker: { type: 'string' },
@@ -58,7 +59,7 @@ const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
-const COMMANDS = ['publish', 'forward', 'check', 'server', 'client', 'webclient', 'run'] as const;
+const COMMANDS = ['publish', 'forward', 'check', 'list', 'server', 'client', 'webclient', 'run'] as const;
 type CommandName = (typeof COMMANDS)[number];
 
 type Values = Record<string, string | boolean | undefined>;
@@ -196,7 +197,15 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     );
   }
   const command = first as CommandName;
-  const extra: ParseArgsConfig['options'] = command === 'publish' ? { queue: { type: 'string', short: 'q' } } : {};
+  const unlisted = { unlisted: { type: 'boolean' } } as const;
+  const extra: ParseArgsConfig['options'] =
+    command === 'publish'
+      ? { queue: { type: 'string', short: 'q' }, ...unlisted }
+      : command === 'server' || command === 'run'
+        ? unlisted
+        : command === 'list'
+          ? { wait: { type: 'string' } }
+          : {};
   const { values, positionals } = parse(command, rest, extra);
   if (values.help) return { kind: 'help', text: HELP[command] };
 
@@ -207,7 +216,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       const q = values.queue as string | undefined;
       if (q === undefined) throw new UsageError('publish needs --queue NAME (the name forwarders connect to)', command);
       const queue = usage(command, () => parseQueue(q));
-      return { kind: 'publish', target, queue, ...common(command, values, env) };
+      return { kind: 'publish', target, queue, listed: !values.unlisted, ...common(command, values, env) };
     }
     case 'forward': {
       positionalCount(command, positionals, 1, 2);
@@ -219,7 +228,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       positionalCount(command, positionals, 2, 2);
       const target = usage(command, () => parseTarget(positionals[0]!, { emptyHost: '127.0.0.1' }));
       const { broker, queue } = goUrl(command, positionals[1]!);
-      return { kind: 'publish', target, queue, ...common(command, values, env, broker) };
+      return { kind: 'publish', target, queue, listed: !values.unlisted, ...common(command, values, env, broker) };
     }
     case 'client': {
       positionalCount(command, positionals, 2, 2);
@@ -236,8 +245,14 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     case 'check':
       positionalCount(command, positionals, 0, 0);
       return { kind: 'check', ...common(command, values, env) };
+    case 'list': {
+      positionalCount(command, positionals, 0, 0);
+      const wait = (values.wait as string | undefined) ?? '500';
+      if (!/^\d{1,5}$/.test(wait) || Number(wait) < 50) throw new UsageError(`--wait '${wait}' is not a number of milliseconds (50 or more)`, command);
+      return { kind: 'list', waitMs: Number(wait), ...common(command, values, env) };
+    }
     case 'run':
       positionalCount(command, positionals, 1, 1);
-      return { kind: 'run', file: positionals[0]!, ...common(command, values, env) };
+      return { kind: 'run', file: positionals[0]!, listed: !values.unlisted, ...common(command, values, env) };
   }
 }

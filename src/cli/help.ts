@@ -21,6 +21,7 @@ Usage:
   amqp-tunnel publish [host:]port --queue NAME   make a local TCP port reachable on a queue
   amqp-tunnel forward NAME [[bind:]port]         listen locally and forward to the queue NAME
   amqp-tunnel check                              test the broker: login, queues, round trip, throughput
+  amqp-tunnel list                               what is published on the broker (queue, debugger, host)
   amqp-tunnel run FILE.json                      several tunnels, one broker connection
   amqp-tunnel server <tcpaddr> <url?server_queue=NAME>   Go bridge syntax for publish
   amqp-tunnel client <listenaddr> <url?server_queue=NAME> Go bridge syntax for forward
@@ -37,6 +38,21 @@ Connects each stream arriving on queue NAME to host:port (host defaults to
   amqp-tunnel publish 9229 --queue my-app-debug
 
   -q, --queue NAME    the queue to publish on (forwarders use the same name)
+  --unlisted          do not answer 'amqp-tunnel list' and the editor's view
+                      (by default the publisher tells listers its queue, host
+                      name, pid, target, the debugger detected there and its
+                      start time; never a password or secret)
+${BROKER_FLAGS}`,
+  list: `Usage: amqp-tunnel list [options]
+
+Asks the broker who publishes what (over AMQP, no management plugin needed)
+and prints a table: queue, detected debugger protocol (node, python, java,
+go, unknown), target address, host, pid, uptime, whether a tunnel secret is
+required, and the runtime and script. Only publishers that are running
+answer; those started with --unlisted never do. --json prints one JSON
+object per publisher per line.
+
+  --wait MS           how long to collect answers (default 500)
 ${BROKER_FLAGS}`,
   forward: `Usage: amqp-tunnel forward NAME [[bind:]port] [options]
 
@@ -61,10 +77,13 @@ Runs several tunnels over one broker connection. FILE.json:
       { "publish": "127.0.0.1:9229", "queue": "app-debug" },
       { "forward": "db-debug", "bind": "127.0.0.1:5005" } ] }
 
+  --unlisted          the publishes do not answer 'amqp-tunnel list'
+
 ${BROKER_FLAGS}`,
   server: `Usage: amqp-tunnel server <tcpaddr> <amqp://user:pass@host/vhost?server_queue=NAME>
 
 The Go bridge's 'server' command: publish tcpaddr (":9229" means 127.0.0.1:9229) on NAME.
+  --unlisted          do not answer 'amqp-tunnel list'
 
 ${BROKER_FLAGS}`,
   client: `Usage: amqp-tunnel client <listenaddr> <amqp://user:pass@host/vhost?server_queue=NAME>

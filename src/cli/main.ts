@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { describeError } from '../common/errors';
+import { VERSION } from '../common/version';
 import {
   PublishTunnel,
   brokerTransport,
@@ -19,9 +20,8 @@ import {
 import { parseStreamUrl } from '../stream';
 import { parseCommand, UsageError, type Command, type Common } from './args';
 import { runCheck } from './check';
+import { runList } from './list';
 import { Output } from './output';
-
-const VERSION = '0.1.0';
 
 async function main(argv: string[]): Promise<number> {
   let cmd: Command;
@@ -47,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const out = new Output(cmd.json, cmd.verbose);
   if (cmd.kind === 'check') return runCheck(cmd, out);
+  if (cmd.kind === 'list') return runList(cmd, out);
 
   let tunnels: Tunnel[];
   let shared: Transport | undefined;
@@ -64,12 +65,12 @@ interface RunFile {
   tunnels?: unknown;
 }
 
-function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
+function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check' | 'list' }>, out: Output): { tunnels: Tunnel[]; shared?: Transport } {
   const logger = out.logger();
   const base = { broker: cmd.broker, connectOptions: { ...cmd.connectOptions, logger }, logger, secret: cmd.secret };
   switch (cmd.kind) {
     case 'publish':
-      return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue })] };
+      return { tunnels: [publish({ ...base, target: cmd.target, queue: cmd.queue, listed: cmd.listed })] };
     case 'forward':
       return { tunnels: [forward({ ...base, bind: cmd.bind, queue: cmd.queue })] };
     case 'webclient':
@@ -99,7 +100,7 @@ function buildTunnels(cmd: Exclude<Command, { kind: 'help' | 'version' | 'check'
         try {
           const e = parseTunnelEntry(entry);
           return e.kind === 'publish'
-            ? publish({ transport, logger, secret: cmd.secret, target: e.target, queue: e.queue })
+            ? publish({ transport, logger, secret: cmd.secret, target: e.target, queue: e.queue, listed: cmd.listed })
             : forward({ transport, logger, secret: cmd.secret, queue: e.queue, bind: e.bind });
         } catch (err) {
           throw new UsageError(`${where}: ${describeError(err).replace(/ \(ERR_INVALID_ARG\)$/, '')}`, 'run');

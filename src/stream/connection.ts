@@ -120,7 +120,7 @@ export interface StreamHost {
   /** Route broker returns of messages sent to `peerQueue` (a peer's data queue, unique per stream). */
   watchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
   unwatchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
-  openChannel(): Promise<Channel>;
+  openChannel(options?: { confirm?: boolean }): Promise<Channel>;
   track(socket: StreamSocket): void;
   untrack(socket: StreamSocket): void;
 }
@@ -421,9 +421,13 @@ export class Connection extends EventEmitter implements StreamHost {
     }
   }
 
-  async openChannel(): Promise<Channel> {
+  /** A channel of its own (for example for discovery); closing it is the caller's job. */
+  openChannel(): Promise<Channel>;
+  /** A confirm channel, when the caller must know that what it published reached the broker before it closes the channel. */
+  openChannel(options: { confirm: true }): Promise<ConfirmChannel>;
+  async openChannel(options: { confirm?: boolean } = {}): Promise<Channel> {
     this.assertUsable();
-    const ch = await this.model.createChannel();
+    const ch = options.confirm ? await this.model.createConfirmChannel() : await this.model.createChannel();
     ch.on('error', (err: Error) => this.options.logger.debug(`channel error: ${describeError(err)}`));
     return ch;
   }

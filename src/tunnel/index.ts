@@ -15,4 +15,6 @@ export { Backoff, type BackoffOptions } from './backoff';
 export { brokerTransport, type Transport, type BrokerLink } from './transport';
 export { parseBind, parseTarget, parsePort, parseQueue, formatHostPort, DEFAULT_HOST, type HostPort, type AddressOptions } from './spec';
 export { parseTunnelEntry, type TunnelListEntry } from './entry';
+export { detectProtocol, classifyCommandLine, parseProcNetTcp, parseCmdline, parseInspectorVersion, parseInspectorList, DEBUG_PROTOCOLS, type DebugProtocol, type Detection } from './detect';
+export { listPublished, DiscoveryWatch, DiscoveryResponder, parsePublisherInfo, publisherInfo, DISCOVERY_EXCHANGE, type PublisherInfo, type DiscoveryWatchOptions } from './discovery';
 export { webForward, WebForwardTunnel, QUEUE_HEADER, type WebForwardOptions } from './webforward';
