@@ -20,6 +20,7 @@ import { silentLogger, type Logger } from '../common/logger';
 import { RateLimitedLogger } from '../common/ratelimit';
 import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
+import { LivenessProbe } from './liveness';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
@@ -144,13 +145,6 @@ const DEFAULTS = {
   livenessInterval: 500,
 };
 
-/** Most peer queues checked per liveness round; the rest wait for the next rounds. */
-const PROBES_PER_ROUND = 256;
-/** After a probe finds a peer's queue gone, wait this long for an end-of-stream already on its way. */
-const VANISH_GRACE_MS = 150;
-/** AMQP reply codes of a passive declare: the queue is gone, or it exists and is exclusive to its owner. */
-const NOT_FOUND = 404;
-const RESOURCE_LOCKED = 405;
 
 /** What the broker's UI shows for a connection by default: which machine and process holds it. */
 export function defaultConnectionName(): string {
@@ -226,11 +220,7 @@ export class Connection extends EventEmitter implements StreamHost {
   private closing = false;
   private lost?: TunnelError;
   private readonly heartbeat: number;
-  private readonly livenessInterval: number;
-  private livenessTimer?: NodeJS.Timeout;
-  private probing = false;
-  private probeChannel?: Channel;
-  private probeCursor = 0;
+  private readonly liveness: LivenessProbe;
 
   /** @internal use `connect()` */
   constructor(model: ChannelModel, url: StreamUrl, options: ConnectOptions) {
@@ -249,7 +239,15 @@ export class Connection extends EventEmitter implements StreamHost {
     };
     this.heartbeat = options.heartbeat ?? DEFAULTS.heartbeat;
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
-    this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);
+    this.liveness = new LivenessProbe(
+      {
+        logger: this.options.logger,
+        usable: () => this.isOpen,
+        streams: () => this.sockets,
+        openChannel: () => this.model.createChannel(),
+      },
+      Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval),
+    );
     model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
     model.on('close', (err?: Error) => this.onModelClose(err));
     model.on('blocked', (reason: string) => {
@@ -318,7 +316,7 @@ export class Connection extends EventEmitter implements StreamHost {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.stopLiveness();
+    this.liveness.stop();
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
     for (const socket of [...this.sockets]) socket.destroy();
@@ -343,82 +341,12 @@ export class Connection extends EventEmitter implements StreamHost {
 
   track(socket: StreamSocket): void {
     this.sockets.add(socket);
-    if (this.livenessInterval > 0 && !this.livenessTimer && !this.closing && !this.lost) {
-      this.livenessTimer = setInterval(() => void this.probeRound(), this.livenessInterval);
-      this.livenessTimer.unref();
-    }
+    this.liveness.start();
   }
 
   untrack(socket: StreamSocket): void {
     this.sockets.delete(socket);
-    if (this.sockets.size === 0) this.stopLiveness();
-  }
-
-  private stopLiveness(): void {
-    clearInterval(this.livenessTimer);
-    this.livenessTimer = undefined;
-  }
-
-  /**
-   * One liveness round over the streams that have been quiet for a whole
-   * interval. A dead peer process or connection takes its exclusive queues
-   * with it. A v2 peer is sent a ping (mandatory: the broker returns it when
-   * the queue is gone, and the socket resets). A v1 peer must not be sent
-   * anything it would misread, so its queue is checked with a passive
-   * declare instead: NOT_FOUND means gone, RESOURCE_LOCKED means it exists
-   * (exclusive to the peer). Either reply closes the probe channel; the next
-   * probe opens a new one.
-   */
-  private async probeRound(): Promise<void> {
-    if (this.probing || this.closing || this.lost) return;
-    this.probing = true;
-    try {
-      const now = Date.now();
-      const all = [...this.sockets];
-      const v1: Array<[StreamSocket, string]> = [];
-      let probed = 0;
-      for (let i = 0; i < all.length && probed < PROBES_PER_ROUND; i++) {
-        const socket = all[(this.probeCursor + i) % all.length]!;
-        const queue = socket._probeTarget(now, this.livenessInterval);
-        if (!queue) continue;
-        probed++;
-        if (socket.protocolVersion >= 2) socket._ping(now);
-        else v1.push([socket, queue]);
-      }
-      this.probeCursor = all.length > 0 ? (this.probeCursor + PROBES_PER_ROUND) % all.length : 0;
-      for (const [socket, queue] of v1) {
-        if (this.closing || this.lost) return;
-        const probedAt = Date.now();
-        if (!(await this.queueGone(queue))) continue;
-        setTimeout(() => socket._peerVanished(probedAt), VANISH_GRACE_MS).unref();
-      }
-    } catch (err) {
-      this.options.logger.debug(`liveness probe failed: ${describeError(err)}`);
-    } finally {
-      this.probing = false;
-    }
-  }
-
-  /** True when the broker says `queue` does not exist. */
-  private async queueGone(queue: string): Promise<boolean> {
-    if (!this.probeChannel) {
-      const ch = await this.model.createChannel();
-      ch.on('error', () => undefined); // NOT_FOUND / RESOURCE_LOCKED close it: expected
-      ch.on('close', () => {
-        if (this.probeChannel === ch) this.probeChannel = undefined;
-      });
-      this.probeChannel = ch;
-    }
-    try {
-      await this.probeChannel.checkQueue(queue);
-      return false;
-    } catch (err) {
-      this.probeChannel = undefined;
-      const code = (err as { code?: unknown }).code;
-      if (code === NOT_FOUND) return true;
-      if (code === RESOURCE_LOCKED) return false;
-      throw err;
-    }
+    if (this.sockets.size === 0) this.liveness.stop();
   }
 
   /** A channel of its own (for example for discovery); closing it is the caller's job. */
@@ -585,8 +513,7 @@ export class Connection extends EventEmitter implements StreamHost {
       this.lost = brokerLostError(cause, this.url, this.heartbeat);
       this.options.logger.warn(this.lost.message);
     }
-    this.stopLiveness();
-    this.probeChannel = undefined;
+    this.liveness.stop();
     if (this.channels) this.channels.dead = true;
     this.channels = undefined;
     this.onDrain();

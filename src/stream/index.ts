@@ -23,6 +23,7 @@ export { TunnelError, type ErrorCode } from '../common/errors';
 export type { Logger } from '../common/logger';
 export { parseStreamUrl, redactUrl, queueNameProblem, type StreamUrl } from './url';
 export { PROTOCOL_VERSION, FEATURES, type Feature } from './protocol';
+export { queueExists } from './liveness';
 
 function queueOf(url: string): string {
   const q = parseStreamUrl(url).serverQueue;

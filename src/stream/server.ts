@@ -92,9 +92,13 @@ export class StreamServer extends EventEmitter {
     this.channel = ch;
     let setupDone = false;
     ch.on('close', () => {
-      if (setupDone && this.state === 'listening') {
-        this.fail(new TunnelError('ECONNRESET', `the listener's channel on queue '${queue}' closed`));
-      }
+      // On nextTick: when the whole broker connection went, its 'close' (same
+      // tick) fails the server first, with the cause.
+      process.nextTick(() => {
+        if (setupDone && this.state === 'listening') {
+          this.fail(new TunnelError('ECONNRESET', `the listener's channel on queue '${queue}' closed`));
+        }
+      });
     });
     await ch.assertQueue(queue, { durable: false, autoDelete: true, exclusive: true });
     await ch.prefetch(100, false);
@@ -231,8 +235,10 @@ export class StreamServer extends EventEmitter {
     this.conn.options.logger.warn(err.message);
     this.state = 'closing';
     this.stopListening().finally(() => {
-      this.emit('error', err);
+      // 'close' follows on nextTick, after 'error' (a throwing or missing
+      // 'error' listener must not leave the server closing forever).
       this.maybeClosed();
+      this.emit('error', err);
     });
   }
 

@@ -19,6 +19,7 @@ import type { ConsumeMessage, Message } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { untrusted } from '../common/ratelimit';
 import type { ConsumerHandle, StreamHost } from './connection';
+import { PeerWatch, afterGrace } from './liveness';
 import { MessagePacker } from './packer';
 import {
   classify,
@@ -63,8 +64,6 @@ export interface SocketOptions {
 const EMPTY = Buffer.alloc(0);
 const DATA_OPTIONS = publishOptions();
 const PING_OPTIONS = pingOptions();
-/** After a probe finds the peer gone, wait this long for an end-of-stream already on its way. */
-const VANISH_GRACE_MS = 150;
 
 type State = 'opening' | 'handshaking' | 'open' | 'closed';
 
@@ -103,8 +102,8 @@ export class StreamSocket extends Duplex {
   private handshakeTimer?: NodeJS.Timeout;
   private idleTimer?: NodeJS.Timeout;
   private idleMs = 0;
-  /** When the peer was last heard from (a message on our queue), for the liveness probe. */
-  private lastHeard = Date.now();
+  /** Liveness: when the peer was last heard from, and when to probe it next. */
+  private readonly watch = new PeerWatch();
   private readonly ownSecret?: Buffer;
   private role: 'client' | 'listener' = 'client';
   /** With a tunnel secret: this end's nonce and proofs (feature `auth`). */
@@ -153,7 +152,16 @@ export class StreamSocket extends Duplex {
     return formatStreamAddress(this.transport.url.safeUrl, this.serverQueue, this.peerQueue, this.consumer?.queue);
   }
 
-  /** The queue the listener of this stream consumes (its "port"). */
+  /**
+   * The listener's queue (its "port", the `server_queue` of the address):
+   * the queue this stream was opened on, on both ends. Not the peer's data
+   * queue (that is `remote_queue` in `remoteAddress`).
+   */
+  get listenerQueue(): string {
+    return this.serverQueue;
+  }
+
+  /** @deprecated the listener's queue, despite the name: use `listenerQueue`. */
   get remoteQueue(): string {
     return this.serverQueue;
   }
@@ -503,7 +511,7 @@ export class StreamSocket extends Duplex {
   }
 
   private onStreamMessage(msg: ConsumeMessage): void {
-    this.lastHeard = Date.now();
+    this.watch.heard();
     const m = classify(msg, this.protocolVersion);
     if (m.kind === 'ping') {
       // Proof of life, not traffic: it must not hold off the user's setTimeout().
@@ -646,7 +654,7 @@ export class StreamSocket extends Duplex {
     if (this.peerGone) return;
     if (isPing(msg)) {
       const probedAt = Number(msg.properties.timestamp) || 0;
-      setTimeout(() => this._peerVanished(probedAt), VANISH_GRACE_MS).unref();
+      afterGrace(() => this._peerVanished(probedAt));
       return;
     }
     if (msg.content.length === 0) {
@@ -655,7 +663,7 @@ export class StreamSocket extends Duplex {
       // on its way to us; a peer that died sends nothing more.
       if (!this.eofReceived) {
         const returnedAt = Date.now();
-        setTimeout(() => this._peerVanished(returnedAt), VANISH_GRACE_MS).unref();
+        afterGrace(() => this._peerVanished(returnedAt));
       }
       return;
     }
@@ -669,17 +677,37 @@ export class StreamSocket extends Duplex {
   // ---- liveness ----------------------------------------------------------
 
   /**
-   * @internal The peer queue to probe, when this stream has not heard from
-   * its peer for `idleMs` and would not otherwise learn that the peer died:
-   * open, the peer has not ended, and our reader is not holding messages back
-   * (a paused reader's peer may have finished and gone, legitimately).
+   * @internal The peer queue to probe, when a probe is due (liveness.ts:
+   * quiet for the interval; v1 peers back off while idle) and this stream
+   * would not otherwise learn that the peer died: open, the peer has not
+   * ended, and our reader is not holding messages back (a paused reader's
+   * peer may have finished and gone, legitimately).
    */
-  _probeTarget(now: number, idleMs: number): string | undefined {
+  _probeTarget(now: number, intervalMs: number): string | undefined {
     if (this.state !== 'open' || this.destroyed || this.eofReceived || this.peerGone || !this.peerQueue) return undefined;
-    // A v1 peer deletes its queue once it has our end: a probe would misread that.
-    if (this.eofSent && this.protocolVersion < 2) return undefined;
     if (this.heldAcks.length > 0 || this.readableLength > 0) return undefined;
-    return now - this.lastHeard >= idleMs ? this.peerQueue : undefined;
+    return this.watch.due(now, intervalMs, this.protocolVersion < 2) ? this.peerQueue : undefined;
+  }
+
+  /**
+   * @internal v1: the probe started at `probedAt` found the peer's data queue
+   * gone. Without our end sent, the peer died (it deletes its queue only
+   * when it closes, after sending its end, which then arrives within the
+   * grace period). After our end, a v1 peer may have deleted its queue on
+   * reading it and still be writing; when it is a listener, its control
+   * queue (held by its broker connection) must be gone too.
+   */
+  _queueGone(probedAt: number, check: (queue: string) => Promise<boolean>): void {
+    if (!this.eofSent || this.role !== 'client') {
+      afterGrace(() => this._peerVanished(probedAt));
+      return;
+    }
+    check(this.serverQueue).then(
+      (alive) => {
+        if (!alive) afterGrace(() => this._peerVanished(probedAt));
+      },
+      () => undefined,
+    );
   }
 
   /** @internal v2 liveness probe: a ping the broker returns when the peer's queue is gone. */
@@ -691,7 +719,7 @@ export class StreamSocket extends Duplex {
   _peerVanished(probedAt: number): void {
     // A message that arrived since the probe started (the peer's end, sent
     // just before it closed its queue) means the peer left in order.
-    if (this.lastHeard >= probedAt || this.eofReceived || this.destroyed || this.peerGone) return;
+    if (this.watch.lastHeard >= probedAt || this.eofReceived || this.destroyed || this.peerGone) return;
     const t = this.transport!;
     this.peerGone = new TunnelError(
       'ECONNRESET',

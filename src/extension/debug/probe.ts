@@ -11,11 +11,8 @@
  * side: a JDWP agent, for one, logs a failed handshake for every connection
  * that closes without speaking its protocol.
  */
-import { connect } from '../../stream';
+import { connect, queueExists } from '../../stream';
 import { TunnelError } from '../../common/errors';
-
-const NOT_FOUND = 404;
-const RESOURCE_LOCKED = 405;
 
 /**
  * Resolves true when a publisher holds `queue`, false when nothing is
@@ -36,16 +33,14 @@ export async function publishedQueues(url: string, queues: readonly string[], co
   try {
     for (const queue of queues) {
       const ch = await conn.openChannel();
+      let published: boolean;
       try {
-        await ch.checkQueue(queue);
-        await ch.close().catch(() => undefined);
-        out.set(queue, true);
+        published = await queueExists(ch, queue);
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (code === NOT_FOUND) out.set(queue, false);
-        else if (code === RESOURCE_LOCKED) out.set(queue, true);
-        else throw new TunnelError('ERR_AMQP_BROKER', `could not check queue '${queue}': ${(err as Error).message}`, { cause: err });
+        throw new TunnelError('ERR_AMQP_BROKER', `could not check queue '${queue}': ${(err as Error).message}`, { cause: err });
       }
+      await ch.close().catch(() => undefined);
+      out.set(queue, published);
     }
     return out;
   } finally {
