@@ -19,6 +19,7 @@ import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { brokerConnectError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
+import { resolveWindow } from './flow';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
@@ -63,6 +64,12 @@ export interface ConnectOptions {
    * list it; pass [] to speak plain v2 (resets and pings) as amqp-tunnel 0.1.0 does.
    */
   features?: Feature[];
+  /**
+   * v2 `credit`: bytes a peer may have in flight to each stream of this
+   * connection before its reader consumed them (default 1 MiB, from 64 KiB to
+   * 16 MiB). It bounds what waits at the broker and in this process per stream.
+   */
+  window?: number;
   /** Channels in the consumer pool (default 4). */
   consumerChannels?: number;
   /**
@@ -92,6 +99,8 @@ interface ResolvedOptions {
   features: ReadonlySet<Feature>;
   /** The default tunnel secret of this connection's servers and streams. */
   secret?: Buffer;
+  /** v2 `credit`: the window this end announces for its streams. */
+  window: number;
 }
 
 /** Internal: what a socket or server needs from its connection. */
@@ -118,7 +127,7 @@ export interface ConsumerHandle {
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
-export const DEFAULT_FEATURES: readonly Feature[] = [];
+export const DEFAULT_FEATURES: readonly Feature[] = ['credit', 'seq'];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -151,6 +160,7 @@ export function defaultConnectionName(): string {
 export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
   const parsed = parseStreamUrl(url);
   const secret = resolveSecret(options.secret);
+  resolveWindow(options.window); // a bad option fails before anything is opened
   if (secret && options.protocolVersion === 1) {
     throw new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate; drop protocolVersion: 1 or the secret');
   }
@@ -214,6 +224,7 @@ export class Connection extends EventEmitter implements Transport {
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
       features: new Set(options.features ?? DEFAULT_FEATURES),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
+      window: resolveWindow(options.window),
     };
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
     this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);
