@@ -20,6 +20,7 @@ import { silentLogger, type Logger } from '../common/logger';
 import { brokerConnectError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
 import { resolveWindow } from './flow';
+import { QueuePool } from './queuepool';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
@@ -72,6 +73,12 @@ export interface ConnectOptions {
   window?: number;
   /** Channels in the consumer pool (default 4). */
   consumerChannels?: number;
+  /**
+   * Data queues kept declared and consumed ahead of need, so that opening or
+   * accepting a stream costs one broker round trip (default 4; 0 declares
+   * each stream's queue when it opens). Refilled in the background.
+   */
+  warmQueues?: number;
   /**
    * Milliseconds between liveness probes (default 500; 0 disables). A stream
    * that has not heard from its peer for this long has the peer's queue
@@ -136,6 +143,7 @@ const DEFAULTS = {
   prefetch: 64,
   handshakeTimeout: 10_000,
   consumerChannels: 4,
+  warmQueues: 4,
   livenessInterval: 500,
 };
 
@@ -196,6 +204,7 @@ export class Connection extends EventEmitter implements Transport {
   readonly options: ResolvedOptions;
   private readonly model: ChannelModel;
   private readonly consumerChannelCount: number;
+  private readonly warm: QueuePool;
   private pub?: ConfirmChannel;
   private pool: Channel[] = [];
   private next = 0;
@@ -227,6 +236,12 @@ export class Connection extends EventEmitter implements Transport {
       window: resolveWindow(options.window),
     };
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
+    this.warm = new QueuePool(
+      Math.max(0, Math.floor(options.warmQueues ?? DEFAULTS.warmQueues)),
+      (dispatch) => this.declareQueue(dispatch),
+      (handle) => this.pool.includes(handle.channel),
+      this.options.logger,
+    );
     this.livenessInterval = Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval);
     model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
     model.on('close', (err?: Error) => this.onModelClose(err));
@@ -237,6 +252,12 @@ export class Connection extends EventEmitter implements Transport {
   /** @internal */
   async init(): Promise<void> {
     await this.ensureChannels();
+    this.warm.fill();
+  }
+
+  /** Data queues declared ahead of need and not yet taken by a stream (see `warmQueues`). */
+  get warmQueueCount(): number {
+    return this.warm.ready;
   }
 
   /** The broker address without password. */
@@ -281,6 +302,7 @@ export class Connection extends EventEmitter implements Transport {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.warm.close();
     this.stopLiveness();
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
@@ -392,6 +414,12 @@ export class Connection extends EventEmitter implements Transport {
   }
 
   async openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
+    this.assertUsable();
+    return this.warm.take(onMessage) ?? this.declareQueue(onMessage);
+  }
+
+  /** Declare a server-named exclusive auto-delete queue and consume it (two broker round trips). */
+  private async declareQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
     await this.ensureChannels();
     const channel = this.pool[this.next++ % this.pool.length]!;
     const q = await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
@@ -503,6 +531,7 @@ export class Connection extends EventEmitter implements Transport {
       );
       this.options.logger.warn(this.lost.message);
     }
+    this.warm.close();
     this.stopLiveness();
     this.probeChannel = undefined;
     this.pub = undefined;

@@ -618,7 +618,11 @@ describe('stream library (real broker)', function () {
       },
       c,
     );
+    // The connection keeps 4 data queues ready (warmQueues): they are the only ones besides the listener's.
+    await waitFor(async () => c.warmQueueCount === 4);
     const before = await brokerView(name);
+    assert.equal(before.queues, 1 + 4, 'the control queue and the 4 warm data queues');
+    assert.equal(before.consumers, 1 + 4);
     const handlesBefore = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
     const batch = 50;
     for (let i = 0; i < 2000; i += batch) {
@@ -640,7 +644,7 @@ describe('stream library (real broker)', function () {
         }),
       );
     }
-    await waitFor(async () => c.socketCount === 0);
+    await waitFor(async () => c.socketCount === 0 && c.warmQueueCount === 4);
     assert.equal(resets, 1000, 'every client destroy() is a reset at the server, every end() is not');
     const after = await waitForValue(() => brokerView(name), (v) => v.queues === before.queues && v.consumers === before.consumers);
     assert.deepEqual(after, before);
