@@ -21,6 +21,8 @@ import { RateLimitedLogger } from '../common/ratelimit';
 import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
 import { LivenessProbe } from './liveness';
+import { resolveWindow } from './flow';
+import { QueuePool } from './queuepool';
 import { PROTOCOL_VERSION, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
@@ -65,8 +67,20 @@ export interface ConnectOptions {
    * list it; pass [] to speak plain v2 (resets and pings) as amqp-tunnel 0.1.0 does.
    */
   features?: Feature[];
+  /**
+   * v2 `credit`: bytes a peer may have in flight to each stream of this
+   * connection before its reader consumed them (default 1 MiB, from 64 KiB to
+   * 16 MiB). It bounds what waits at the broker and in this process per stream.
+   */
+  window?: number;
   /** Channels in the consumer pool (default 4). */
   consumerChannels?: number;
+  /**
+   * Data queues kept declared and consumed ahead of need, so that opening or
+   * accepting a stream costs one broker round trip (default 4; 0 declares
+   * each stream's queue when it opens). Refilled in the background.
+   */
+  warmQueues?: number;
   /**
    * Milliseconds between liveness probes (default 500; 0 disables). A stream
    * that has not heard from its peer for this long has the peer's queue
@@ -96,6 +110,8 @@ interface ResolvedOptions {
   features: ReadonlySet<Feature>;
   /** The default tunnel secret of this connection's servers and streams. */
   secret?: Buffer;
+  /** v2 `credit`: the window this end announces for its streams. */
+  window: number;
 }
 
 /**
@@ -133,7 +149,7 @@ export interface ConsumerHandle {
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
-export const DEFAULT_FEATURES: readonly Feature[] = [];
+export const DEFAULT_FEATURES: readonly Feature[] = ['credit', 'seq'];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -142,6 +158,7 @@ const DEFAULTS = {
   prefetch: 64,
   handshakeTimeout: 10_000,
   consumerChannels: 4,
+  warmQueues: 4,
   livenessInterval: 500,
 };
 
@@ -159,6 +176,7 @@ export function defaultConnectionName(): string {
 export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
   const parsed = parseStreamUrl(url);
   const secret = resolveSecret(options.secret);
+  resolveWindow(options.window); // a bad option fails before anything is opened
   if (secret && options.protocolVersion === 1) {
     throw new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate; drop protocolVersion: 1 or the secret');
   }
@@ -211,6 +229,7 @@ export class Connection extends EventEmitter implements StreamHost {
   private channels?: ChannelSet;
   private ensuring?: Promise<ChannelSet>;
   private drainNeeded = false;
+  private readonly warm: QueuePool;
   private drainWaiters: Array<() => void> = [];
   private blocked?: string;
   private handshakeRoutes = new Map<string, (msg: Message) => void>();
@@ -236,9 +255,16 @@ export class Connection extends EventEmitter implements StreamHost {
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
       features: new Set(options.features ?? DEFAULT_FEATURES),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
+      window: resolveWindow(options.window),
     };
     this.heartbeat = options.heartbeat ?? DEFAULTS.heartbeat;
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
+    this.warm = new QueuePool(
+      Math.max(0, Math.floor(options.warmQueues ?? DEFAULTS.warmQueues)),
+      (dispatch) => this.declareQueue(dispatch),
+      (handle) => !!this.channels && !this.channels.dead && this.channels.pool.includes(handle.channel),
+      this.options.logger,
+    );
     this.liveness = new LivenessProbe(
       {
         logger: this.options.logger,
@@ -263,6 +289,12 @@ export class Connection extends EventEmitter implements StreamHost {
   /** @internal */
   async init(): Promise<void> {
     await this.ensureChannels();
+    this.warm.fill();
+  }
+
+  /** Data queues declared ahead of need and not yet taken by a stream (see `warmQueues`). */
+  get warmQueueCount(): number {
+    return this.warm.ready;
   }
 
   /** The broker address without password. */
@@ -316,6 +348,7 @@ export class Connection extends EventEmitter implements StreamHost {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.warm.close();
     this.liveness.stop();
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
@@ -361,6 +394,12 @@ export class Connection extends EventEmitter implements StreamHost {
   }
 
   async openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
+    this.assertUsable();
+    return this.warm.take(onMessage) ?? this.declareQueue(onMessage);
+  }
+
+  /** Declare a server-named exclusive auto-delete queue and consume it (two broker round trips). */
+  private async declareQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
     const set = await this.ensureChannels();
     const channel = set.pool[set.next++ % set.pool.length]!;
     const q = await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
@@ -513,6 +552,7 @@ export class Connection extends EventEmitter implements StreamHost {
       this.lost = brokerLostError(cause, this.url, this.heartbeat);
       this.options.logger.warn(this.lost.message);
     }
+    this.warm.close();
     this.liveness.stop();
     if (this.channels) this.channels.dead = true;
     this.channels = undefined;

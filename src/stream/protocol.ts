@@ -23,10 +23,18 @@ export const RESET_HEADER = 'x-amqp-stream-reset';
 /** v2 only: an empty message with this header is a liveness probe; the receiver acks and ignores it. */
 export const PING_HEADER = 'x-amqp-stream-ping';
 
+/** v2 `credit`: on both handshake messages, the bytes the sender of that message lets its peer have in flight to it. */
+export const WINDOW_HEADER = 'x-amqp-stream-window';
+/** v2 `credit`: an empty message with this header is a grant; the value is the total bytes the sender has consumed. */
+export const CREDIT_HEADER = 'x-amqp-stream-credit';
+/** v2 `seq`: on every data message the stream offset of its first byte; on end-of-stream the final offset. */
+export const OFFSET_HEADER = 'x-amqp-stream-offset';
+
 export type Incoming =
-  | { kind: 'data'; body: Buffer }
+  | { kind: 'data'; body: Buffer; offset?: unknown }
   | { kind: 'ping' }
-  | { kind: 'eof' }
+  | { kind: 'credit'; consumed: unknown }
+  | { kind: 'eof'; offset?: unknown }
   | { kind: 'reset'; reason: string }
   /** v2: a handshake message on an open stream (a reply to a request this stream never made); ignored. */
   | { kind: 'stray' };
@@ -39,10 +47,14 @@ interface MessageLike {
 /** Longest reset reason kept from the wire (the sender's is at most 200 characters too). */
 const MAX_REASON = 200;
 
-/** What a message on a stream's data queue means, given the negotiated version. */
-export function classify(msg: MessageLike, version: number): Incoming {
+/**
+ * What a message on a stream's data queue means, given the negotiated
+ * version and features. With `seq`, data and end-of-stream carry the raw
+ * offset header (`offset`, undefined when missing) for the caller to check.
+ */
+export function classify(msg: MessageLike, version: number, features: ReadonlySet<Feature> = NO_FEATURES): Incoming {
+  const headers = msg.properties.headers;
   if (version >= 2) {
-    const headers = msg.properties.headers;
     const reset = headers?.[RESET_HEADER];
     if (reset !== undefined) return { kind: 'reset', reason: wireText(reset, MAX_REASON) };
     if (headers?.[PING_HEADER] !== undefined) return { kind: 'ping' };
@@ -55,6 +67,13 @@ export function classify(msg: MessageLike, version: number): Incoming {
     ) {
       return { kind: 'stray' };
     }
+    if (features.has('credit') && msg.content.length === 0 && headers?.[CREDIT_HEADER] !== undefined) {
+      return { kind: 'credit', consumed: headers[CREDIT_HEADER] };
+    }
+    if (features.has('seq')) {
+      const offset = headers?.[OFFSET_HEADER];
+      return msg.content.length === 0 ? { kind: 'eof', offset } : { kind: 'data', body: msg.content, offset };
+    }
   }
   return msg.content.length === 0 ? { kind: 'eof' } : { kind: 'data', body: msg.content };
 }
@@ -66,6 +85,33 @@ export function classify(msg: MessageLike, version: number): Incoming {
 export function wireText(value: unknown, max: number): string {
   const text = Buffer.isBuffer(value) ? value.toString('utf8', 0, Math.min(value.length, max * 4)) : typeof value === 'string' ? value.slice(0, max * 4) : String(value);
   return text.replace(/\p{Cc}/gu, ' ').slice(0, max);
+}
+
+/**
+ * A non-negative integer header value: an AMQP integer, or its decimal
+ * string form (docs/protocol.md, "Versions and features"); undefined otherwise.
+ */
+export function headerInt(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  const text = Buffer.isBuffer(value) ? value.toString('latin1') : typeof value === 'string' ? value : undefined;
+  if (text === undefined || !/^\d{1,15}$/.test(text)) return undefined;
+  return Number(text);
+}
+
+/**
+ * v2 `seq`: why an offset header is not the one expected (the stream offset
+ * of the next byte), or undefined when it is. `what` names the message.
+ */
+export function offsetProblem(offset: unknown, expected: number, what: 'data' | 'end-of-stream'): string | undefined {
+  const a = what === 'data' ? 'a' : 'an';
+  if (offset === undefined) return `${a} ${what} message without an offset`;
+  const n = headerInt(offset);
+  if (n === undefined) return `${a} ${what} message with a malformed offset`;
+  if (n === expected) return undefined;
+  if (what === 'end-of-stream') return `end-of-stream at offset ${n} after ${expected} bytes (data missing or extra)`;
+  return n > expected
+    ? `a gap: data at offset ${n}, expected ${expected}`
+    : `a duplicate or reordered message: data at offset ${n}, expected ${expected}`;
 }
 
 /** The version a peer offers or accepts in its handshake message (1 when it says nothing). */
@@ -100,6 +146,7 @@ export const FEATURES_HEADER = 'x-amqp-stream-features';
  */
 export const FEATURES = ['presence', 'credit', 'seq', 'auth', 'aead', 'resume'] as const;
 export type Feature = (typeof FEATURES)[number];
+const NO_FEATURES: ReadonlySet<Feature> = new Set();
 
 /** The features a handshake message lists (unknown tokens are ignored; none for v1 or a 0.1.0 peer). */
 export function peerFeatures(headers: Record<string, unknown> | undefined): Set<Feature> {
@@ -122,12 +169,26 @@ export function commonFeatures(offered: Iterable<Feature>, ours: Iterable<Featur
 /**
  * Handshake headers: the offer (client) or the acceptance (listener). The
  * features header is sent only when there is at least one feature, so a
- * connection that enables none puts exactly 0.1.0's bytes on the wire.
+ * connection that enables none puts exactly 0.1.0's bytes on the wire. With
+ * `credit` listed, `window` (the bytes this end lets its peer have in flight
+ * to it) goes along.
  */
-export function handshakeHeaders(version: number, features: Iterable<Feature> = []): Record<string, unknown> {
+export function handshakeHeaders(version: number, features: Iterable<Feature> = [], window?: number): Record<string, unknown> {
   const list = [...features];
   if (version < 2 || list.length === 0) return { [VERSION_HEADER]: version };
-  return { [VERSION_HEADER]: version, [FEATURES_HEADER]: list.join(',') };
+  const headers: Record<string, unknown> = { [VERSION_HEADER]: version, [FEATURES_HEADER]: list.join(',') };
+  if (window !== undefined && list.includes('credit')) headers[WINDOW_HEADER] = window;
+  return headers;
+}
+
+/** v2 `credit`: a grant, the total bytes this end's application has consumed. */
+export function creditOptions(consumed: number): Options.Publish {
+  return publishOptions({ headers: { [CREDIT_HEADER]: consumed } });
+}
+
+/** v2 `seq`: a data or end-of-stream message whose first byte is at `offset`. */
+export function offsetOptions(offset: number): Options.Publish {
+  return publishOptions({ headers: { [OFFSET_HEADER]: offset } });
 }
 
 /** Reset message options (v2 only). */

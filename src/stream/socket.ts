@@ -5,9 +5,19 @@
  * - Writes made in one tick are coalesced into one message; large writes are
  *   split at `maxMessageSize`. When amqplib's `publish()` returns false the
  *   write callback waits for the channel's 'drain'.
- * - A message is acked when its bytes are pushed to the reader; when `push()`
- *   returns false the acks wait for `_read`, so the broker stops delivering
- *   after `prefetch` messages and the rest wait in the queue.
+ * - v2 `credit` (flow.ts): the writer never sends beyond the peer's grant
+ *   plus its window (a message is split to fit) and the write callback waits
+ *   for credit; the reader grants what its application has read, counted
+ *   in `read()`, so a slow application slows the writer down and at most one
+ *   window per direction waits at the broker or in the reader's buffer.
+ *   Messages are then acked on receipt.
+ * - Without credit (v1, plain v2) a message is acked when its bytes are
+ *   pushed to the reader; when `push()` returns false the acks wait for
+ *   `_read`, so the broker stops delivering after `prefetch` messages and the
+ *   rest wait in the queue.
+ * - v2 `seq`: every data message and the end-of-stream carry the stream
+ *   offset; anything out of place destroys the stream with a protocol error
+ *   (ECONNRESET) before a wrong byte reaches the reader, and resets the peer.
  * - `_final` sends the end-of-stream message (an empty body) and calls back
  *   when the broker has confirmed it; the peer's empty body becomes
  *   `push(null)`.
@@ -20,13 +30,19 @@ import { TunnelError, describeError } from '../common/errors';
 import { untrusted } from '../common/ratelimit';
 import type { ConsumerHandle, StreamHost } from './connection';
 import { PeerWatch, afterGrace } from './liveness';
+import { CreditReceiver, CreditSender, peerWindowOf } from './flow';
 import { MessagePacker } from './packer';
 import {
+  WINDOW_HEADER,
   classify,
   commonFeatures,
+  creditOptions,
   handshakeHeaders,
+  headerInt,
   isPing,
   negotiate,
+  offsetOptions,
+  offsetProblem,
   peerFeatures,
   peerVersion,
   pingOptions,
@@ -111,7 +127,24 @@ export class StreamSocket extends Duplex {
   /** The features this end offered (client) or accepted (listener). */
   private offered: ReadonlySet<Feature> = new Set();
   /** Listener with a secret: the handshake settles once the client's proof arrived. */
-  private authWait?: { version: number; features: ReadonlySet<Feature>; resolve: () => void; reject: (err: Error) => void };
+  private authWait?: {
+    version: number;
+    features: ReadonlySet<Feature>;
+    peerHeaders: Record<string, unknown> | undefined;
+    resolve: () => void;
+    reject: (err: Error) => void;
+  };
+  /** v2 `credit` in use: what we let the peer send, and what it lets us send. */
+  private rx?: CreditReceiver;
+  private tx?: CreditSender;
+  /** v2 `seq` in use: offsets on every data message and end-of-stream. */
+  private seq = false;
+  /** Bytes pushed to the readable side (consumed = pushed - readableLength). */
+  private pushed = 0;
+  /** Messages waiting for credit, in order; the head may be sent in parts. */
+  private outq: Buffer[] = [];
+  /** Called once `outq` is empty (a write callback or `_final` waiting for credit). */
+  private whenSent: Array<() => void> = [];
 
   constructor(options: SocketOptions = {}) {
     super({
@@ -232,7 +265,7 @@ export class StreamSocket extends Duplex {
         }
         this.auth = secret ? new StreamAuth(secret, 'client') : undefined;
         this.offered = offeredFeatures(transport.options.features, secret);
-        const headers = version >= 2 ? handshakeHeaders(version, this.offered) : undefined;
+        const headers = version >= 2 ? handshakeHeaders(version, this.offered, transport.options.window) : undefined;
         if (headers && this.auth) headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
         transport.watchHandshakeReturns(consumer.queue, this.onHandshakeReturn);
         transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
@@ -297,7 +330,7 @@ export class StreamSocket extends Duplex {
     const features = version >= 2 ? commonFeatures(clientFeatures, offeredFeatures(transport.options.features, secret)) : new Set<Feature>();
     this.offered = features;
     this.peerQueue = clientQueue;
-    const headers = version >= 2 ? handshakeHeaders(version, features) : undefined;
+    const headers = version >= 2 ? handshakeHeaders(version, features, transport.options.window) : undefined;
     if (headers && secret && features.has('auth')) {
       this.auth = new StreamAuth(secret, 'listener');
       this.auth.takePeerNonce(requestHeaders);
@@ -320,7 +353,7 @@ export class StreamSocket extends Duplex {
       if (err) throw err;
       if (returned) return false;
       transport.watchReturns(clientQueue, this.onDataReturn);
-      this.opened(version, features);
+      this.opened(version, features, requestHeaders);
       return true;
     }
     transport.watchReturns(clientQueue, this.onDataReturn);
@@ -332,7 +365,7 @@ export class StreamSocket extends Duplex {
       this.failAuth(new TunnelError('ERR_AMQP_SECRET', `the client sent no proof of the secret within ${ms} ms`));
     }, ms);
     await new Promise<void>((resolve, reject) => {
-      this.authWait = { version, features, resolve, reject };
+      this.authWait = { version, features, peerHeaders: requestHeaders, resolve, reject };
     });
     return true;
   }
@@ -363,7 +396,7 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.authWait = undefined;
-    this.opened(wait.version, wait.features);
+    this.opened(wait.version, wait.features, wait.peerHeaders);
     wait.resolve();
   }
 
@@ -419,10 +452,15 @@ export class StreamSocket extends Duplex {
     );
   }
 
-  private opened(version: number, features: ReadonlySet<Feature>): void {
+  private opened(version: number, features: ReadonlySet<Feature>, peerHeaders: Record<string, unknown> | undefined): void {
     this.state = 'open';
     this.protocolVersion = version;
     this.features = features;
+    if (features.has('credit')) {
+      this.rx = new CreditReceiver(this.transport!.options.window);
+      this.tx = new CreditSender(peerWindowOf(peerHeaders?.[WINDOW_HEADER]));
+    }
+    this.seq = features.has('seq');
     clearTimeout(this.handshakeTimer);
     this.touch();
     // User code ('connect' listeners, callbacks of writes queued before the
@@ -507,12 +545,12 @@ export class StreamSocket extends Duplex {
       // Our proof goes first on the listener's queue, ahead of any data.
       t.publish(replyTo, EMPTY, publishOptions({ headers: { [AUTH_HEADER]: this.auth.proof(this.proofQueues()) } }));
     }
-    this.opened(version, features);
+    this.opened(version, features, msg.properties.headers);
   }
 
   private onStreamMessage(msg: ConsumeMessage): void {
     this.watch.heard();
-    const m = classify(msg, this.protocolVersion);
+    const m = classify(msg, this.protocolVersion, this.features);
     if (m.kind === 'ping') {
       // Proof of life, not traffic: it must not hold off the user's setTimeout().
       this.ack(msg);
@@ -524,6 +562,16 @@ export class StreamSocket extends Duplex {
         'stray handshakes',
         `ignored a handshake message on an open stream of '${this.serverQueue}' (a reply to a request this stream never made, reply-to ${untrusted(String(msg.properties.replyTo ?? ''))})`,
       );
+      return;
+    }
+    if (m.kind === 'credit') {
+      // The peer read what we sent: not traffic of its own (like a TCP window update).
+      this.ack(msg);
+      if (this.tx!.grant(headerInt(m.consumed)) === 'invalid') {
+        this.protocolError(`a credit grant of ${String(m.consumed)} bytes when ${this.tx!.sent} were sent`);
+        return;
+      }
+      this.pump();
       return;
     }
     this.touch();
@@ -539,8 +587,32 @@ export class StreamSocket extends Duplex {
     }
     if (m.kind === 'eof') {
       this.ack(msg);
+      const problem = this.seq ? offsetProblem(m.offset, this.bytesRead, 'end-of-stream') : undefined;
+      if (problem) {
+        this.protocolError(problem);
+        return;
+      }
       this.eofReceived = true;
       this.push(null);
+      return;
+    }
+    const problem = this.seq ? offsetProblem(m.offset, this.bytesRead, 'data') : undefined;
+    if (problem) {
+      this.ack(msg);
+      this.protocolError(problem);
+      return;
+    }
+    if (this.rx) {
+      // Bounded by the window, so it is taken off the broker at once.
+      this.ack(msg);
+      if (!this.rx.arrive(m.body.length)) {
+        this.protocolError(`the peer sent beyond its credit window (${this.rx.received} bytes, allowed ${this.rx.limit})`);
+        return;
+      }
+      this.bytesRead += m.body.length;
+      this.pushed += m.body.length;
+      this.push(m.body);
+      this.grantConsumed(); // a flowing reader may have taken it already
       return;
     }
     this.bytesRead += m.body.length;
@@ -552,6 +624,42 @@ export class StreamSocket extends Duplex {
     } else {
       this.ack(msg);
     }
+  }
+
+  /**
+   * Every byte the application takes leaves through `read()` (flowing mode,
+   * pipe() and async iteration call it too), so this is where "consumed"
+   * grows; `_read` alone would not do, as Node stops calling it while a
+   * read is pending.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    if (this.rx && chunk !== null) this.grantConsumed();
+    return chunk;
+  }
+
+  /** v2 `credit`: tell the peer what the application has read, once a quarter window has piled up. */
+  private grantConsumed(): void {
+    if (this.state !== 'open' || this.eofReceived || !this.peerQueue) return;
+    const grant = this.rx!.consume(this.pushed - this.readableLength);
+    if (grant !== undefined) this.transport!.publish(this.peerQueue, EMPTY, creditOptions(grant));
+  }
+
+  /**
+   * The peer broke the protocol (or someone else wrote into our queue): no
+   * byte of the message reaches the reader, the peer is told with a reset,
+   * and the stream fails.
+   */
+  private protocolError(problem: string): void {
+    const t = this.transport!;
+    const err = new TunnelError(
+      'ECONNRESET',
+      `protocol error: ${problem} on the stream of '${this.serverQueue}' at ${t.url.safeUrl} — the peer misbehaved or something else wrote into the stream's queue`,
+    );
+    if (this.peerQueue) t.publish(this.peerQueue, EMPTY, resetOptions(`protocol error: ${problem}`));
+    this.peerGone = err; // the reset is sent; _destroy must not send another
+    this.destroy(err);
   }
 
   override _read(): void {
@@ -580,26 +688,67 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.touch();
-    for (const msg of this.packer!.add(chunk)) this.send(msg);
+    for (const msg of this.packer!.add(chunk)) this.enqueue(msg);
     if (this.packer!.pending > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
-    if (this.transport!.needsDrain) this.transport!.whenDrained(() => cb());
-    else cb();
+    this.afterSent(() => {
+      if (this.transport!.needsDrain) this.transport!.whenDrained(() => cb());
+      else cb();
+    });
   }
 
   private flush(): void {
     this.flushScheduled = false;
     if (this.destroyed || this.state !== 'open') return;
     const msg = this.packer!.flush();
-    if (msg) this.send(msg);
+    if (msg) this.enqueue(msg);
+  }
+
+  /** Send `body` now, or (v2 `credit`) as soon as the peer's window has room for it. */
+  private enqueue(body: Buffer): void {
+    if (!this.tx) {
+      this.send(body);
+      return;
+    }
+    this.outq.push(body);
+    this.pump();
+  }
+
+  /** v2 `credit`: send what the window allows, splitting the head message to fit. */
+  private pump(): void {
+    const tx = this.tx!;
+    while (this.outq.length > 0 && !this.destroyed) {
+      const room = tx.room;
+      if (room === 0) return;
+      const head = this.outq[0]!;
+      if (head.length <= room) {
+        this.outq.shift();
+        this.send(head);
+      } else {
+        this.outq[0] = head.subarray(room);
+        this.send(head.subarray(0, room));
+      }
+    }
+    if (this.outq.length > 0) return;
+    const waiting = this.whenSent;
+    this.whenSent = [];
+    for (const fn of waiting) fn();
+  }
+
+  /** Run `fn` once nothing waits for credit. */
+  private afterSent(fn: () => void): void {
+    if (this.outq.length === 0) fn();
+    else this.whenSent.push(fn);
   }
 
   private send(body: Buffer): void {
+    const offset = this.bytesWritten;
     this.bytesWritten += body.length;
+    this.tx?.take(body.length);
     this.unconfirmed++;
-    this.transport!.publish(this.peerQueue!, body, DATA_OPTIONS, this.onDataConfirm);
+    this.transport!.publish(this.peerQueue!, body, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm);
   }
 
   /** A data message was confirmed; a nack means the broker dropped bytes of the stream. */
@@ -632,21 +781,25 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.flush();
-    this.eofSent = true;
-    this.transport!.publish(this.peerQueue!, EMPTY, DATA_OPTIONS, (err) => {
-      // 'finish' means the broker took every byte and the end: wait for the
-      // confirms of the data messages too (they may come after this one), and
-      // call back outside amqplib's dispatch.
-      const done = (): void =>
-        process.nextTick(() => {
-          if (this.peerGone) cb(this.peerGone);
-          else if (err && isNack(err)) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
-          // The channel closed: the connection's failure destroys the stream with its cause.
-          else if (err) setImmediate(() => cb(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message')));
-          else cb();
-        });
-      if (this.unconfirmed > 0) this.afterConfirms = done;
-      else done();
+    // With credit, the end waits behind the data still waiting for the window.
+    this.afterSent(() => {
+      this.eofSent = true;
+      const options = this.seq ? offsetOptions(this.bytesWritten) : DATA_OPTIONS;
+      this.transport!.publish(this.peerQueue!, EMPTY, options, (err) => {
+        // 'finish' means the broker took every byte and the end: wait for the
+        // confirms of the data messages too (they may come after this one), and
+        // call back outside amqplib's dispatch.
+        const done = (): void =>
+          process.nextTick(() => {
+            if (this.peerGone) cb(this.peerGone);
+            else if (err && isNack(err)) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
+            // The channel closed: the connection's failure destroys the stream with its cause.
+            else if (err) setImmediate(() => cb(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message')));
+            else cb();
+          });
+        if (this.unconfirmed > 0) this.afterConfirms = done;
+        else done();
+      });
     });
   }
 
@@ -749,10 +902,12 @@ export class StreamSocket extends Duplex {
       this.releaseConsumer();
       t.untrack(this);
     }
-    // Anything still waiting for the handshake or a drain fails with the socket.
+    // Anything still waiting for the handshake, credit or a drain fails with the socket.
     this.whenOpen = [];
     this.afterConfirms = undefined;
     for (const msg of this.early.splice(0)) this.ack(msg);
+    this.whenSent = [];
+    this.outq = [];
     const wait = this.authWait;
     this.authWait = undefined;
     wait?.reject(err ?? new TunnelError('ECONNRESET', 'the stream was destroyed during the handshake'));

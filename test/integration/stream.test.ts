@@ -314,10 +314,10 @@ describe('stream library (real broker)', function () {
     assert.equal(err.code, 'EPIPE');
   });
 
-  it('stops taking messages from the broker while the reader is paused, and resumes', async function () {
+  it('without credit (plain v2), stops taking messages from the broker while the reader is paused, and resumes', async function () {
     this.timeout(60_000);
     const q = uniqueQueue('slow');
-    const small = await connect(AMQP_URL, { prefetch: 4, maxMessageSize: 16 * 1024 });
+    const small = await connect(AMQP_URL, { prefetch: 4, maxMessageSize: 16 * 1024, features: [] });
     cleanups.push(() => small.close());
     const total = 8 * 1024 * 1024;
     await serve(
@@ -337,6 +337,155 @@ describe('stream library (real broker)', function () {
     assert.ok(sock.readableLength <= 16 * 1024 * 6, `buffered ${sock.readableLength} bytes while paused`);
     const { bytes } = await digestAll(sock);
     assert.equal(bytes, total);
+  });
+
+  it('credit: a paused reader holds its sender to one window, at the broker and in memory, and resumes', async function () {
+    this.timeout(60_000);
+    const q = uniqueQueue('credit-paused');
+    const window = 64 * 1024;
+    const windowed = await connect(AMQP_URL, { window, maxMessageSize: 16 * 1024 });
+    cleanups.push(() => windowed.close());
+    const total = 8 * 1024 * 1024;
+    let writerDone = false;
+    const { next } = await serveOne(q, (s) => {
+      void (async () => {
+        const block = Buffer.alloc(40 * 1024, 7); // not a multiple of anything: messages are split to fit
+        for (let sent = 0; sent < total; sent += block.length) if (!s.write(block.subarray(0, Math.min(block.length, total - sent)))) await once(s, 'drain');
+        s.end();
+        writerDone = true;
+      })();
+    });
+    const sock = windowed.connect(q);
+    await once(sock, 'connect');
+    assert.ok(sock.features.has('credit'));
+    sock.pause();
+    const serverSide = await next;
+    await waitFor(async () => serverSide.bytesWritten >= window);
+    await new Promise((r) => setTimeout(r, 1500));
+    // The listener's end announced 1 MiB, ours 64 KiB: the listener's writer keeps to ours.
+    assert.ok(serverSide.bytesWritten <= window, `the writer sent ${serverSide.bytesWritten} bytes to a paused reader`);
+    assert.ok(sock.readableLength <= window, `the paused reader holds ${sock.readableLength} bytes`);
+    const local = new URL(sock.localAddress!).searchParams.get('local_queue')!;
+    assert.equal(await queueMessages(local), 0, 'nothing waits at the broker: the window is in the reader');
+    assert.equal(writerDone, false);
+    const { bytes } = await digestAll(sock);
+    assert.equal(bytes, total);
+    assert.equal(writerDone, true);
+  });
+
+  it('refuses a window outside 64 KiB..16 MiB before connecting, naming the range', async () => {
+    for (const window of [1000, 64 * 1024 * 1024]) {
+      const err = (await connect(AMQP_URL, { window }).catch((e: unknown) => e)) as Error & { code: string };
+      assert.equal(err.code, 'ERR_INVALID_ARG');
+      assert.match(err.message, /window must be .* from 65536 \(64 KiB\) to 16777216 \(16 MiB\)/);
+    }
+  });
+
+  it('a plain-v2 peer (features: []) and a full peer talk correctly both ways', async function () {
+    this.timeout(60_000);
+    const plain = await connect(AMQP_URL, { features: [] });
+    cleanups.push(() => plain.close());
+    const payload = randomBytes(3 * 1024 * 1024 + 17);
+    for (const [client, server] of [
+      [plain, conn],
+      [conn, plain],
+    ] as const) {
+      const q = uniqueQueue('plain-v2');
+      let accept!: (s: StreamSocket) => void;
+      const next = new Promise<StreamSocket>((r) => (accept = r));
+      await serve(
+        q,
+        (s) => {
+          accept(s);
+          echo(s);
+        },
+        server,
+      );
+      const sock = client.connect(q, { allowHalfOpen: true });
+      const got = readAll(sock);
+      sock.end(payload);
+      assert.ok((await got).equals(payload));
+      const serverSide = await next;
+      assert.equal(sock.protocolVersion, 2);
+      assert.deepEqual([...sock.features], []);
+      assert.deepEqual([...serverSide.features], []);
+    }
+  });
+
+  describe('seq: messages forged into a live stream are caught before a wrong byte is delivered', () => {
+    const OFFSET = 'x-amqp-stream-offset';
+    /** A stream that has received 'hello' from the listener; the forger publishes into the client's data queue. */
+    async function liveStream(): Promise<{ sock: StreamSocket; serverSide: StreamSocket; delivered: Buffer[]; ch: amqp.Channel }> {
+      const q = uniqueQueue('forged');
+      const { next } = await serveOne(q, (s) => s.write('hello'));
+      const sock = conn.connect(q);
+      const delivered: Buffer[] = [];
+      sock.on('data', (b: Buffer) => delivered.push(b));
+      await once(sock, 'data');
+      assert.ok(sock.features.has('seq'));
+      const serverSide = await next;
+      serverSide.on('error', () => undefined);
+      const raw = await amqp.connect(AMQP_URL);
+      cleanups.push(() => raw.close().catch(() => undefined));
+      return { sock, serverSide, delivered, ch: await raw.createChannel() };
+    }
+    const queues = (s: StreamSocket): { local: string; remote: string } => {
+      const p = new URL(s.localAddress!).searchParams;
+      return { local: p.get('local_queue')!, remote: p.get('remote_queue')! };
+    };
+
+    const cases: Array<[string, Record<string, unknown> | undefined, string, RegExp]> = [
+      ['a data message without an offset', undefined, 'EVIL', /protocol error: a data message without an offset/],
+      ['a gap', { [OFFSET]: 5 + 100 }, 'EVIL', /protocol error: a gap: data at offset 105, expected 5/],
+      ['a duplicate', { [OFFSET]: 0 }, 'EVIL!', /protocol error: a duplicate or reordered message: data at offset 0, expected 5/],
+      ['a message ahead of its turn (reorder)', { [OFFSET]: 10 }, 'EVIL!', /protocol error: a gap: data at offset 10, expected 5/],
+      ['a malformed offset', { [OFFSET]: 'five' }, 'EVIL', /protocol error: a data message with a malformed offset/],
+      ['a duplicate in the decimal string form', { [OFFSET]: '0' }, 'EVIL!', /protocol error: a duplicate or reordered message: data at offset 0, expected 5/],
+      ['an end-of-stream that truncates', { [OFFSET]: 3 }, '', /protocol error: end-of-stream at offset 3 after 5 bytes/],
+      ['an end-of-stream without an offset', undefined, '', /protocol error: an end-of-stream message without an offset/],
+    ];
+    for (const [name, headers, body, reason] of cases) {
+      it(`${name}: ECONNRESET with the reason, the peer is reset, nothing wrong delivered`, async () => {
+        const { sock, serverSide, delivered, ch } = await liveStream();
+        const ended = countEvents(sock, ['end']);
+        const failed = errorOf(sock);
+        const peerFailed = errorOf(serverSide);
+        ch.sendToQueue(queues(sock).local, Buffer.from(body), { headers });
+        const err = await failed;
+        assert.equal(err.code, 'ECONNRESET');
+        assert.match(err.message, reason);
+        assert.equal(Buffer.concat(delivered).toString(), 'hello', 'only the real bytes reached the reader');
+        assert.equal(ended.end, 0, 'never a clean end');
+        const peerErr = await peerFailed;
+        assert.equal(peerErr.code, 'ECONNRESET');
+        assert.match(peerErr.message, /the peer reset the stream: protocol error/);
+      });
+    }
+
+    it('a credit grant for bytes never sent: the writer fails with a protocol error', async () => {
+      const { sock, serverSide, ch } = await liveStream();
+      const failed = errorOf(serverSide);
+      // The listener has sent 5 bytes; a grant of a million is a lie.
+      ch.sendToQueue(queues(sock).remote, Buffer.alloc(0), { headers: { 'x-amqp-stream-credit': 1_000_000 } });
+      const err = await failed;
+      assert.equal(err.code, 'ECONNRESET');
+      assert.match(err.message, /protocol error: a credit grant of 1000000 bytes when 5 were sent/);
+      assert.equal((await errorOf(sock)).code, 'ECONNRESET');
+    });
+
+    it('the real data still arrives whole when nothing is forged (offsets across split messages)', async () => {
+      const q = uniqueQueue('seq-ok');
+      const payload = randomBytes(2 * 1024 * 1024 + 3);
+      const small = await connect(AMQP_URL, { maxMessageSize: 10_000, window: 64 * 1024 });
+      cleanups.push(() => small.close());
+      await serve(q, echo, small);
+      const sock = small.connect(q);
+      const got = readAll(sock);
+      for (let i = 0; i < payload.length; i += 7777) sock.write(payload.subarray(i, i + 7777));
+      sock.end();
+      assert.ok((await got).equals(payload));
+      assert.deepEqual([...sock.features].sort(), ['credit', 'seq']);
+    });
   });
 
   it('coalesces many small writes in one tick into one message, and splits large writes', async () => {
@@ -473,7 +622,11 @@ describe('stream library (real broker)', function () {
       },
       c,
     );
+    // The connection keeps 4 data queues ready (warmQueues): they are the only ones besides the listener's.
+    await waitFor(async () => c.warmQueueCount === 4);
     const before = await brokerView(name);
+    assert.equal(before.queues, 1 + 4, 'the control queue and the 4 warm data queues');
+    assert.equal(before.consumers, 1 + 4);
     const handlesBefore = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
     const batch = 50;
     for (let i = 0; i < 2000; i += batch) {
@@ -495,7 +648,7 @@ describe('stream library (real broker)', function () {
         }),
       );
     }
-    await waitFor(async () => c.socketCount === 0);
+    await waitFor(async () => c.socketCount === 0 && c.warmQueueCount === 4);
     assert.equal(resets, 1000, 'every client destroy() is a reset at the server, every end() is not');
     const after = await waitForValue(() => brokerView(name), (v) => v.queues === before.queues && v.consumers === before.consumers);
     assert.deepEqual(after, before);
