@@ -309,6 +309,8 @@ export class StreamSocket extends Duplex {
     this.serverQueue = serverQueue;
     this.packer = new MessagePacker(transport.options.maxMessageSize);
     transport.track(this);
+    // One deadline for the whole accept: the queue (warm or declared) and the broker's confirm of our answer.
+    const acceptBy = Date.now() + transport.options.handshakeTimeout;
     const consumer = await withTimeout(
       transport.openQueue((msg) => this.onDelivery(msg)),
       transport.options.handshakeTimeout,
@@ -344,11 +346,20 @@ export class StreamSocket extends Duplex {
       const noteReturn = (): void => void (returned = true);
       transport.watchReturns(clientQueue, noteReturn);
       this.announcing = true;
-      const err = await new Promise<Error | null>((resolve) =>
-        transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }), resolve),
-      );
-      transport.unwatchReturns(clientQueue, noteReturn);
-      this.announcing = false;
+      let err: Error | null;
+      try {
+        err = await withTimeout(
+          new Promise<Error | null>((resolve) =>
+            transport.publish(clientQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }), resolve),
+          ),
+          Math.max(0, acceptBy - Date.now()),
+          () => this.openTimeoutError(transport.options.handshakeTimeout),
+          () => undefined,
+        );
+      } finally {
+        transport.unwatchReturns(clientQueue, noteReturn);
+        this.announcing = false;
+      }
       if (this.destroyed) return true;
       if (err) throw err;
       if (returned) return false;
