@@ -16,14 +16,17 @@
  * The generator is seeded (FUZZ_SEED=n to replay a run; the seed is printed).
  */
 import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import * as amqp from 'amqplib';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { connect, type Connection, type Logger, type StreamServer, type StreamSocket } from '../../src/stream';
-import { AMQP_URL, digestAll, queueCounts, readAll, uniqueQueue } from './support';
+import { publish } from '../../src/tunnel';
+import { AMQP_URL, digestAll, echoServer, queueCounts, readAll, uniqueQueue } from './support';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -480,5 +483,54 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     assert.equal(about(/no reply-to/, serverLog), 1, 'requests without reply-to: one line');
     assert.equal(about(/does not exist/, serverLog), 1, 'requests whose reply-to queue does not exist: one line');
     assert.equal(about(/handshake/, plainLog), 1, 'stray handshakes on a stream: one line');
+  });
+  it('a message whose headers nest 8,000 tables deep does not take a publish tunnel down for more than a reconnect', async () => {
+    // amqplib decodes header tables recursively: this overflows the stack of the
+    // connection that receives it, and amqplib closes that connection (see
+    // docs/protocol.md, "Malformed input"). What a user must still get: the
+    // tunnel serves again. amqplib's encoder recurses too, so the message is
+    // published from a process with a larger stack.
+    const { port, close } = await echoServer();
+    cleanups.push(close);
+    const queue = uniqueQueue('fuzz-deep');
+    const log = captureLogger();
+    const tunnel = publish({ target: String(port), queue, broker: AMQP_URL, logger: log });
+    cleanups.push(() => tunnel.stop());
+    await tunnel.ready;
+    const states: string[] = [];
+    tunnel.on('state', (c: { state: string }) => states.push(c.state));
+    const clientConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-deep-client') });
+    cleanups.push(() => clientConn.close());
+    await echoOnce(clientConn, queue, 'before');
+    const script = [
+      "const amqp = require('amqplib');",
+      'const [url, queue, depth] = process.argv.slice(1);',
+      'let h = { leaf: 1 };',
+      'for (let i = 0; i < Number(depth); i++) h = { a: h };',
+      '(async () => { const c = await amqp.connect(url); const ch = await c.createConfirmChannel();',
+      "  ch.sendToQueue(queue, Buffer.alloc(0), { replyTo: 'amq.gen-deep', headers: h }); await ch.waitForConfirms(); await c.close(); })()",
+      '  .catch((e) => { console.error(e.message); process.exit(1); });',
+    ].join('\n');
+    await promisify(execFile)(process.execPath, ['--stack-size=4000', '-e', script, AMQP_URL, queue, '8000']);
+    const sentAt = Date.now();
+    // Served again: by the same connection if amqplib read the message, else after a reconnect.
+    let lastError: unknown;
+    await until(
+      'the publish tunnel to serve again',
+      async () => {
+        try {
+          await echoOnce(clientConn, queue, 'after');
+          return true;
+        } catch (err) {
+          lastError = err;
+          return false;
+        }
+      },
+      15_000,
+      100,
+    ).catch((err: Error) => assert.fail(`${err.message}; last: ${String(lastError)}`));
+    console.log(`      serving again ${Date.now() - sentAt} ms after the message; tunnel states: ${states.join(' -> ') || 'none'}`);
+    console.log(`      ${log.warnings.filter((l) => /lost|stack/i.test(l)).slice(0, 2).join('\n      ')}`);
+    assert.equal(tunnel.state, 'ready');
   });
 });
