@@ -484,6 +484,67 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     assert.equal(about(/does not exist/, serverLog), 1, 'requests whose reply-to queue does not exist: one line');
     assert.equal(about(/handshake/, plainLog), 1, 'stray handshakes on a stream: one line');
   });
+  it('with seq, a data message out of place resets the stream with a protocol error, and none of its bytes reach the reader', async () => {
+    const r = prng(seed ^ 0x68e31da4);
+    const queue = uniqueQueue('fuzz-seq');
+    const serverConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-seq-server') });
+    cleanups.push(() => serverConn.close());
+    const clientConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-seq-client') });
+    cleanups.push(() => clientConn.close());
+    const listenerErrors: Error[] = [];
+    const server = serverConn.listen(queue, (s) => {
+      s.on('error', (err) => listenerErrors.push(err));
+      s.pipe(s);
+    });
+    await once(server, 'listening');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close().catch(() => undefined));
+    const pub = await raw.createConfirmChannel();
+
+    // After 'abc' went there and back, the next byte the client expects is at offset 3.
+    const wrong: Array<[string, Buffer, Record<string, unknown>]> = [
+      ['no offset', r.bytes(64), garbageHeaders(r, ['x-amqp-stream-version', 'x-amqp-stream-features'])],
+      ['a string offset', r.bytes(64), { 'x-amqp-stream-offset': 'three' }],
+      ['a byte-array offset', r.bytes(64), { 'x-amqp-stream-offset': Buffer.from([3]) }],
+      ['a table offset', r.bytes(64), { 'x-amqp-stream-offset': { offset: 3 } }],
+      ['an array offset', r.bytes(64), { 'x-amqp-stream-offset': [3] }],
+      ['a negative offset', r.bytes(64), { 'x-amqp-stream-offset': -3 }],
+      ['a fractional offset', r.bytes(64), { 'x-amqp-stream-offset': 3.5 }],
+      ['a duplicate (offset 0 again)', Buffer.from('abc'), { 'x-amqp-stream-offset': 0 }],
+      ['an overlap (offset 2)', r.bytes(64), { 'x-amqp-stream-offset': 2 }],
+      ['a gap (offset 4096)', r.bytes(64), { 'x-amqp-stream-offset': 4096 }],
+      ['a huge offset', r.bytes(64), { 'x-amqp-stream-offset': 2 ** 62 }],
+      ['an end at the wrong offset', Buffer.alloc(0), { 'x-amqp-stream-offset': 99 }],
+      ['an end without offset', Buffer.alloc(0), {}],
+    ];
+    let sent = 0;
+    for (const [what, body, headers] of wrong) {
+      const s = clientConn.connect(queue);
+      await once(s, 'connect');
+      assert.ok(s.features.has('seq'), 'the stream does not use seq');
+      const chunks: Buffer[] = [];
+      s.on('data', (c: Buffer) => chunks.push(c));
+      const failed = new Promise<Error & { code?: string }>((res) => s.once('error', res));
+      s.write('abc');
+      while (Buffer.concat(chunks).length < 3) await once(s, 'data');
+      const own = new URL(s.localAddress!).searchParams.get('local_queue')!;
+      // The out-of-place message, then more junk behind it that must not get through either.
+      pub.sendToQueue(own, body, { deliveryMode: 1, headers });
+      for (let i = 0; i < 49; i++) pub.sendToQueue(own, r.bytes(1 + r.int(512)), { deliveryMode: 1, headers: garbageHeaders(r) });
+      sent += 50;
+      await pub.waitForConfirms();
+      const err = await failed;
+      assert.equal(err.code, 'ECONNRESET', `${what}: ${err.message}`);
+      assert.match(err.message, /protocol error/, what);
+      assert.equal(Buffer.concat(chunks).toString('latin1'), 'abc', `${what}: bytes that were not the stream's reached the reader`);
+    }
+    assert.ok(sent >= 600);
+    // The listener side of each stream was told (a reset), and the listener still serves.
+    await until('the listener side to hear of every protocol error', () => listenerErrors.length >= wrong.length, 10_000, 50);
+    for (const err of listenerErrors) assert.match(err.message, /protocol error/);
+    await echoOnce(clientConn, queue, 'after-seq');
+  });
+
   it('a message whose headers nest 8,000 tables deep does not take a publish tunnel down for more than a reconnect', async () => {
     // amqplib decodes header tables recursively: this overflows the stack of the
     // connection that receives it, and amqplib closes that connection (see
