@@ -12,6 +12,9 @@
  * - the targeted stream ignores what is not data for its version, delivers
  *   exactly what is, and a reset resets it with a short printable reason;
  * - the log gets one line per kind of problem, not one per message.
+ * With `seq`, every kind of out-of-place offset resets the stream before a
+ * byte of it is delivered. A header nested thousands of tables deep (an
+ * amqplib limit) costs a publish tunnel one reconnect, no more.
  *
  * The generator is seeded (FUZZ_SEED=n to replay a run; the seed is printed).
  */
