@@ -12,18 +12,24 @@
  * - the targeted stream ignores what is not data for its version, delivers
  *   exactly what is, and a reset resets it with a short printable reason;
  * - the log gets one line per kind of problem, not one per message.
+ * With `seq`, every kind of out-of-place offset resets the stream before a
+ * byte of it is delivered. A header nested thousands of tables deep (an
+ * amqplib limit) costs a publish tunnel one reconnect, no more.
  *
  * The generator is seeded (FUZZ_SEED=n to replay a run; the seed is printed).
  */
 import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import * as amqp from 'amqplib';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { connect, type Connection, type Logger, type StreamServer, type StreamSocket } from '../../src/stream';
-import { AMQP_URL, digestAll, queueCounts, readAll, uniqueQueue } from './support';
+import { publish } from '../../src/tunnel';
+import { AMQP_URL, digestAll, echoServer, queueCounts, readAll, uniqueQueue } from './support';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -480,5 +486,115 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
     assert.equal(about(/no reply-to/, serverLog), 1, 'requests without reply-to: one line');
     assert.equal(about(/does not exist/, serverLog), 1, 'requests whose reply-to queue does not exist: one line');
     assert.equal(about(/handshake/, plainLog), 1, 'stray handshakes on a stream: one line');
+  });
+  it('with seq, a data message out of place resets the stream with a protocol error, and none of its bytes reach the reader', async () => {
+    const r = prng(seed ^ 0x68e31da4);
+    const queue = uniqueQueue('fuzz-seq');
+    const serverConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-seq-server') });
+    cleanups.push(() => serverConn.close());
+    const clientConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-seq-client') });
+    cleanups.push(() => clientConn.close());
+    const listenerErrors: Error[] = [];
+    const server = serverConn.listen(queue, (s) => {
+      s.on('error', (err) => listenerErrors.push(err));
+      s.pipe(s);
+    });
+    await once(server, 'listening');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close().catch(() => undefined));
+    const pub = await raw.createConfirmChannel();
+
+    // After 'abc' went there and back, the next byte the client expects is at offset 3.
+    const wrong: Array<[string, Buffer, Record<string, unknown>]> = [
+      ['no offset', r.bytes(64), garbageHeaders(r, ['x-amqp-stream-version', 'x-amqp-stream-features'])],
+      ['a string offset', r.bytes(64), { 'x-amqp-stream-offset': 'three' }],
+      ['a byte-array offset', r.bytes(64), { 'x-amqp-stream-offset': Buffer.from([3]) }],
+      ['a table offset', r.bytes(64), { 'x-amqp-stream-offset': { offset: 3 } }],
+      ['an array offset', r.bytes(64), { 'x-amqp-stream-offset': [3] }],
+      ['a negative offset', r.bytes(64), { 'x-amqp-stream-offset': -3 }],
+      ['a fractional offset', r.bytes(64), { 'x-amqp-stream-offset': 3.5 }],
+      ['a duplicate (offset 0 again)', Buffer.from('abc'), { 'x-amqp-stream-offset': 0 }],
+      ['an overlap (offset 2)', r.bytes(64), { 'x-amqp-stream-offset': 2 }],
+      ['a gap (offset 4096)', r.bytes(64), { 'x-amqp-stream-offset': 4096 }],
+      ['a huge offset', r.bytes(64), { 'x-amqp-stream-offset': 2 ** 62 }],
+      ['an end at the wrong offset', Buffer.alloc(0), { 'x-amqp-stream-offset': 99 }],
+      ['an end without offset', Buffer.alloc(0), {}],
+    ];
+    let sent = 0;
+    for (const [what, body, headers] of wrong) {
+      const s = clientConn.connect(queue);
+      await once(s, 'connect');
+      assert.ok(s.features.has('seq'), 'the stream does not use seq');
+      const chunks: Buffer[] = [];
+      s.on('data', (c: Buffer) => chunks.push(c));
+      const failed = new Promise<Error & { code?: string }>((res) => s.once('error', res));
+      s.write('abc');
+      while (Buffer.concat(chunks).length < 3) await once(s, 'data');
+      const own = new URL(s.localAddress!).searchParams.get('local_queue')!;
+      // The out-of-place message, then more junk behind it that must not get through either.
+      pub.sendToQueue(own, body, { deliveryMode: 1, headers });
+      for (let i = 0; i < 49; i++) pub.sendToQueue(own, r.bytes(1 + r.int(512)), { deliveryMode: 1, headers: garbageHeaders(r) });
+      sent += 50;
+      await pub.waitForConfirms();
+      const err = await failed;
+      assert.equal(err.code, 'ECONNRESET', `${what}: ${err.message}`);
+      assert.match(err.message, /protocol error/, what);
+      assert.equal(Buffer.concat(chunks).toString('latin1'), 'abc', `${what}: bytes that were not the stream's reached the reader`);
+    }
+    assert.ok(sent >= 600);
+    // The listener side of each stream was told (a reset), and the listener still serves.
+    await until('the listener side to hear of every protocol error', () => listenerErrors.length >= wrong.length, 10_000, 50);
+    for (const err of listenerErrors) assert.match(err.message, /protocol error/);
+    await echoOnce(clientConn, queue, 'after-seq');
+  });
+
+  it('a message whose headers nest 8,000 tables deep does not take a publish tunnel down for more than a reconnect', async () => {
+    // amqplib decodes header tables recursively: this overflows the stack of the
+    // connection that receives it, and amqplib closes that connection (see
+    // docs/protocol.md, "Malformed input"). What a user must still get: the
+    // tunnel serves again. amqplib's encoder recurses too, so the message is
+    // published from a process with a larger stack.
+    const { port, close } = await echoServer();
+    cleanups.push(close);
+    const queue = uniqueQueue('fuzz-deep');
+    const log = captureLogger();
+    const tunnel = publish({ target: String(port), queue, broker: AMQP_URL, logger: log });
+    cleanups.push(() => tunnel.stop());
+    await tunnel.ready;
+    const states: string[] = [];
+    tunnel.on('state', (c: { state: string }) => states.push(c.state));
+    const clientConn = await connect(AMQP_URL, { connectionName: uniqueQueue('fuzz-deep-client') });
+    cleanups.push(() => clientConn.close());
+    await echoOnce(clientConn, queue, 'before');
+    const script = [
+      "const amqp = require('amqplib');",
+      'const [url, queue, depth] = process.argv.slice(1);',
+      'let h = { leaf: 1 };',
+      'for (let i = 0; i < Number(depth); i++) h = { a: h };',
+      '(async () => { const c = await amqp.connect(url); const ch = await c.createConfirmChannel();',
+      "  ch.sendToQueue(queue, Buffer.alloc(0), { replyTo: 'amq.gen-deep', headers: h }); await ch.waitForConfirms(); await c.close(); })()",
+      '  .catch((e) => { console.error(e.message); process.exit(1); });',
+    ].join('\n');
+    await promisify(execFile)(process.execPath, ['--stack-size=4000', '-e', script, AMQP_URL, queue, '8000']);
+    const sentAt = Date.now();
+    // Served again: by the same connection if amqplib read the message, else after a reconnect.
+    let lastError: unknown;
+    await until(
+      'the publish tunnel to serve again',
+      async () => {
+        try {
+          await echoOnce(clientConn, queue, 'after');
+          return true;
+        } catch (err) {
+          lastError = err;
+          return false;
+        }
+      },
+      15_000,
+      100,
+    ).catch((err: Error) => assert.fail(`${err.message}; last: ${String(lastError)}`));
+    console.log(`      serving again ${Date.now() - sentAt} ms after the message; tunnel states: ${states.join(' -> ') || 'none'}`);
+    console.log(`      ${log.warnings.filter((l) => /lost|stack/i.test(l)).slice(0, 2).join('\n      ')}`);
+    assert.equal(tunnel.state, 'ready');
   });
 });
