@@ -136,7 +136,7 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
     const pub = cli(['publish', String(echo.port), '--queue', queue]);
     await waitText(pub, /ready: /);
     const fwd = cli(['forward', queue, '0']);
-    const port = Number((await waitText(fwd, /ready: 127\.0\.0\.1:(\d+) leads to queue/))[1]);
+    const port = Number((await waitText(fwd, /ready: forwarding 127\.0\.0\.1:(\d+) -> queue/))[1]);
     const verbose = cli(['publish', String(echo.port), '--queue', `${queue}-v`, '-v']);
     await waitText(verbose, /ready: /);
     const json = cli(['forward', `${queue}-v`, '0', '--json']);
