@@ -85,7 +85,7 @@ export class Output {
         this.starting = false;
         // One short line that says "ready", also where stderr is no terminal (a container, systemd, a CI log).
         if (tunnel.kind === 'publish') this.line('info', `ready: publishing ${target} on queue '${tunnel.queue}' (${brokerSafe})`);
-        else this.line('info', `ready: ${address} leads to queue '${tunnel.queue}' (${brokerSafe})`);
+        else this.line('info', `ready: forwarding ${address} -> queue '${tunnel.queue}' (${brokerSafe})`);
       } else if (c.state === 'ready') {
         this.line('info', `${tunnel.name}: broker connection back; ready`);
       } else if (c.state === 'reconnecting') {
