@@ -596,6 +596,11 @@ describe('stream library (real broker)', function () {
       sock.resume();
       await waitFor(async () => streams.length === 1);
       const failed = errorOf(sock);
+      // Alive and idle for three liveness rounds (500 ms each), each of which checks the v1 peer:
+      // the checks must neither reach it nor take it for dead.
+      await new Promise((r) => setTimeout(r, 1600));
+      assert.deepEqual(streams[0]!.raw, [], 'a liveness probe reached the live v1 peer');
+      assert.equal(sock.destroyed, false, 'a live, idle v1 peer was taken for dead');
       const closedAt = Date.now();
       await raw.close(); // the peer's connection is gone, as when its process is killed
       const err = await failed;
