@@ -55,8 +55,8 @@ const FULL: Config = {
   concSize: MiB,
   slowBytes: 32 * MiB,
   slowRate: 1_000_000,
-  fairN: 1000,
-  fairWarm: 100,
+  fairN: 300,
+  fairWarm: 30,
 };
 const QUICK: Config = {
   rounds: 2,
