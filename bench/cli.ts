@@ -55,8 +55,8 @@ const FULL: Config = {
   concSize: MiB,
   slowBytes: 32 * MiB,
   slowRate: 1_000_000,
-  fairN: 1000,
-  fairWarm: 100,
+  fairN: 300,
+  fairWarm: 30,
 };
 const QUICK: Config = {
   rounds: 2,
@@ -81,6 +81,7 @@ interface Args {
   quick: boolean;
   json?: string;
   pairArgs: string[][];
+  pairClis: string[];
   only: Set<Group>;
   systems: Set<string>;
   cpuProf?: string;
@@ -93,14 +94,16 @@ export const USAGE = `npm run bench [-- OPTIONS]
   --json FILE           write every sample, the table and the machine to FILE
   --pair-args "ARGS"    add a CLI pair started with these extra arguments (repeatable),
                         e.g. --pair-args "--secret-file key.txt"
-  --no-default-pair     measure only the pairs given with --pair-args
+  --pair-cli FILE       add a CLI pair run from another build of the CLI (repeatable),
+                        e.g. a copy of dist/cli.js from main, for a before/after in the same rounds
+  --no-default-pair     measure only the pairs given with --pair-args / --pair-cli
   --only G,G            only these groups: ${GROUPS.join(', ')}
   --systems S,S         only these systems: tcp, raw, pair (default all)
   --cpu-prof DIR        run the CLI processes with node --cpu-prof, profiles into DIR
   --lib                 the older in-process benchmark of the stream library`;
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { config: FULL, quick: false, pairArgs: [], only: new Set(GROUPS), systems: new Set(['tcp', 'raw', 'pair']), noDefaultPair: false };
+  const a: Args = { config: FULL, quick: false, pairArgs: [], pairClis: [], only: new Set(GROUPS), systems: new Set(['tcp', 'raw', 'pair']), noDefaultPair: false };
   let rounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -113,6 +116,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--rounds') rounds = Number(v());
     else if (k === '--json') a.json = v();
     else if (k === '--pair-args') a.pairArgs.push(v().split(/\s+/).filter(Boolean));
+    else if (k === '--pair-cli') a.pairClis.push(path.resolve(v()));
     else if (k === '--no-default-pair') a.noDefaultPair = true;
     else if (k === '--only') a.only = new Set(v().split(',') as Group[]);
     else if (k === '--systems') a.systems = new Set(v().split(','));
@@ -202,14 +206,16 @@ async function main(): Promise<void> {
     await rawB.call({ cmd: 'echo', queue: rawReq, replyQueue: rawRep });
     systems.push({ key: 'raw', label: 'raw amqplib', kind: 'raw', port: 0 });
   }
-  const pairs: Array<[string, string[]]> = [];
+  const pairs: Array<[string, string[], string | undefined]> = [];
   if (args.systems.has('pair')) {
-    if (!args.noDefaultPair) pairs.push(['pair', []]);
-    args.pairArgs.forEach((extra, i) => pairs.push([`pair${i + 1}`, extra]));
+    if (!args.noDefaultPair) pairs.push(['pair', [], undefined]);
+    args.pairArgs.forEach((extra, i) => pairs.push([`pair${i + 1}`, extra, undefined]));
+    args.pairClis.forEach((cli, i) => pairs.push([`paircli${i + 1}`, [], cli]));
   }
-  for (const [key, extra] of pairs) {
-    const pair = new CliPair(`bench-${key}-${tag}`, targetPort, extra, nodeArgs, env);
-    systems.push({ key, label: extra.length ? `CLI pair ${extra.join(' ')}` : 'CLI pair', kind: 'pair', pair, port: 0 });
+  for (const [key, extra, cli] of pairs) {
+    const pair = new CliPair(`bench-${key}-${tag}`, targetPort, extra, nodeArgs, env, cli);
+    const label = cli ? `CLI pair (${path.relative(process.cwd(), cli)})` : extra.length ? `CLI pair ${extra.join(' ')}` : 'CLI pair';
+    systems.push({ key, label, kind: 'pair', pair, port: 0 });
   }
   const stopAll = async (): Promise<void> => {
     await Promise.all([...systems.map((s) => s.pair?.stop()), rawA?.call({ cmd: 'stop' }).catch(() => undefined), rawB?.call({ cmd: 'stop' }).catch(() => undefined)]);
@@ -298,6 +304,7 @@ async function main(): Promise<void> {
         case 'rtt':
           p(await client.roundTrips(s.port, 1, cfg.rttN, cfg.rttWarm), 'rtt1');
           p(await client.roundTrips(s.port, 1024, cfg.rttN, cfg.rttWarm), 'rtt1k');
+          p(await client.splitRoundTrips(s.port, Math.ceil(cfg.rttN / 10), 5), 'rttsplit');
           return;
         case 'connect': {
           await client.connectEcho(s.port, cfg.connectWarm);
@@ -419,6 +426,13 @@ function table(data: Data, systems: System[], cfg: Config): Row[] {
     { metric: 'rtt1_p99', label: 'round trip 1 B, p99', unit: 'ms', ref: { values: () => get('rtt1_p99', 'raw'), of: 'raw' } },
     { metric: 'rtt1k_p50', label: 'round trip 1 KiB, p50', unit: 'ms', ref: { values: () => get('rtt1k_p50', 'raw'), of: 'raw' } },
     { metric: 'rtt1k_p99', label: 'round trip 1 KiB, p99', unit: 'ms', ref: { values: () => get('rtt1k_p99', 'raw'), of: 'raw' } },
+    {
+      metric: 'rttsplit_p50',
+      label: 'round trip 1 KiB written in two pieces each way (header + body), p50',
+      unit: 'ms',
+      systems: ['tcp', 'pair'],
+      ref: { values: () => get('rtt1k_p50', 'raw'), of: 'raw 1 KiB' },
+    },
     {
       metric: 'connect_p50',
       label: `connect + first echoed byte, p50 (${cfg.connectN} connections)`,

@@ -146,6 +146,33 @@ export async function roundTrips(port: number, size: number, n: number, warmup: 
   return samples;
 }
 
+/**
+ * Request/response round trips where both sides write a message in two
+ * pieces (16-byte header, then 1,008 bytes, a tick apart), as a debug adapter
+ * does, and the target answers only whole requests: Nagle's algorithm on any
+ * TCP hop turns this into a ~40 ms stall (delayed ACK).
+ */
+export async function splitRoundTrips(port: number, n: number, warmup: number): Promise<number[]> {
+  const s = await dial(port);
+  s.write('R');
+  const header = Buffer.alloc(16, 72);
+  const body = Buffer.alloc(1008, 66);
+  const samples: number[] = [];
+  for (let i = 0; i < warmup + n; i++) {
+    const t = now();
+    const got = readExactly(s, 1024);
+    s.write(header);
+    await new Promise((resolve) => setImmediate(resolve));
+    s.write(body);
+    await got;
+    if (i >= warmup) samples.push(msSince(t));
+  }
+  s.end();
+  s.resume();
+  await closed(s);
+  return samples;
+}
+
 /** `n` connections one after another: ms from dialling to the first echoed byte, each. */
 export async function connectEcho(port: number, n: number): Promise<number[]> {
   const samples: number[] = [];

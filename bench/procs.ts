@@ -72,8 +72,8 @@ class CliProcess {
   stderr = '';
   readonly exited: Promise<number | null>;
 
-  constructor(args: string[], nodeArgs: string[], env: NodeJS.ProcessEnv) {
-    this.proc = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  constructor(cli: string, args: string[], nodeArgs: string[], env: NodeJS.ProcessEnv) {
+    this.proc = spawn(process.execPath, [...nodeArgs, cli, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc.stderr!.on('data', (d: Buffer) => {
       // Keep the head (start-up problems) and the tail (the latest lines).
       this.stderr = this.stderr.length < 64 * 1024 ? this.stderr + d.toString() : this.stderr.slice(0, 32 * 1024) + this.stderr.slice(-16 * 1024) + d.toString();
@@ -115,9 +115,10 @@ export class CliPair {
     extraArgs: string[],
     nodeArgs: string[],
     env: NodeJS.ProcessEnv,
+    cli = CLI,
   ) {
-    this.publisher = new CliProcess(['publish', `127.0.0.1:${targetPort}`, '--queue', queue, ...extraArgs], nodeArgs, env);
-    this.forwarder = new CliProcess(['forward', queue, '127.0.0.1:0', ...extraArgs], nodeArgs, env);
+    this.publisher = new CliProcess(cli, ['publish', `127.0.0.1:${targetPort}`, '--queue', queue, ...extraArgs], nodeArgs, env);
+    this.forwarder = new CliProcess(cli, ['forward', queue, '127.0.0.1:0', ...extraArgs], nodeArgs, env);
   }
 
   async ready(): Promise<void> {

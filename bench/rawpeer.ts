@@ -16,10 +16,10 @@ import * as amqp from 'amqplib';
 import { patternAt } from './pattern';
 
 type Cmd =
-  | { cmd: 'sink'; queue: string; total: number; prefetch: number }
+  | { cmd: 'sink'; queue: string; total: number; prefetch: number; noAck?: boolean }
   | { cmd: 'publish'; queue: string; total: number; body: number; confirm?: boolean }
   | { cmd: 'echo'; queue: string; replyQueue: string }
-  | { cmd: 'rtt'; queue: string; replyQueue: string; size: number; n: number; warmup: number }
+  | { cmd: 'rtt'; queue: string; replyQueue: string; size: number; n: number; warmup: number; confirm?: boolean; noAck?: boolean }
   | { cmd: 'stop' };
 
 const url = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -43,16 +43,20 @@ async function main(): Promise<void> {
         await c.assertQueue(m.queue, QUEUE_ARGS);
         const h = createHash('sha256');
         let got = 0;
-        const { consumerTag } = await c.consume(m.queue, (msg) => {
-          if (!msg) return;
-          h.update(msg.content);
-          got += msg.content.length;
-          c.ack(msg);
-          if (got >= m.total) {
-            send({ done: true, bytes: got, sha: h.digest('hex') });
-            void c.cancel(consumerTag).then(() => c.close());
-          }
-        });
+        const { consumerTag } = await c.consume(
+          m.queue,
+          (msg) => {
+            if (!msg) return;
+            h.update(msg.content);
+            got += msg.content.length;
+            if (!m.noAck) c.ack(msg);
+            if (got >= m.total) {
+              send({ done: true, bytes: got, sha: h.digest('hex') });
+              void c.cancel(consumerTag).then(() => c.close());
+            }
+          },
+          { noAck: Boolean(m.noAck) },
+        );
         send({ ok: true });
         return;
       }
@@ -80,14 +84,18 @@ async function main(): Promise<void> {
         return;
       }
       case 'rtt': {
-        const c = await conn.createChannel();
+        const c = m.confirm ? await conn.createConfirmChannel() : await conn.createChannel();
         await c.assertQueue(m.replyQueue, QUEUE_ARGS);
         let next: (() => void) | undefined;
-        const { consumerTag } = await c.consume(m.replyQueue, (msg) => {
-          if (!msg) return;
-          c.ack(msg);
-          next?.();
-        });
+        const { consumerTag } = await c.consume(
+          m.replyQueue,
+          (msg) => {
+            if (!msg) return;
+            if (!m.noAck) c.ack(msg);
+            next?.();
+          },
+          { noAck: Boolean(m.noAck) },
+        );
         const body = Buffer.alloc(m.size, 120);
         const samples: number[] = [];
         for (let i = 0; i < m.warmup + m.n; i++) {

@@ -6,7 +6,9 @@
  * - `E`: echo every following byte back;
  * - `S`: sink: hash every following byte; at the client's end, answer the
  *   32-byte SHA-256 and end;
- * - `D` + 8-byte big-endian length: send that many bytes of the pattern, end.
+ * - `D` + 8-byte big-endian length: send that many bytes of the pattern, end;
+ * - `R`: request/response: after every whole 1,024-byte request, answer 1,024
+ *   bytes in two writes (16-byte header, then the body), as a debug adapter does.
  */
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -38,6 +40,21 @@ function onConnection(sock: net.Socket): void {
         () => sock.end(),
         () => sock.destroy(),
       );
+    } else if (mode === 'R') {
+      sock.off('data', onData);
+      let pending = head.length - 1;
+      const answer = (): void => {
+        while (pending >= 1024) {
+          pending -= 1024;
+          sock.write(Buffer.alloc(16, 104));
+          sock.write(Buffer.alloc(1008, 98));
+        }
+      };
+      answer();
+      sock.on('data', (c: Buffer) => {
+        pending += c.length;
+        answer();
+      });
     } else {
       sock.destroy();
     }

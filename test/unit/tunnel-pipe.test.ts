@@ -225,6 +225,41 @@ describe('pipe between a TCP socket and a stream', () => {
     assert.equal(r.tcpToStream, 64 * 64 * 1024);
     assert.equal(received, 64 * 64 * 1024);
   });
+
+  it('passes a request that arrives in two pieces on at once, not after the TCP peer\'s delayed ACK (Nagle off)', async () => {
+    // A debug adapter writes a header and a body; the stream delivers them as
+    // two messages; the service answers only once it has the whole request.
+    // With Nagle on, the second piece waits for the ACK of the first, which
+    // the service delays by ~40 ms because it has nothing to send yet.
+    const [service, tcpEnd, close] = await tcpPair();
+    cleanup.push(close);
+    service.setNoDelay(true);
+    const [streamEnd, remote] = memPair();
+    const p = pipe(tcpEnd, streamEnd);
+    let pending = 0;
+    service.on('data', (d: Buffer) => {
+      pending += d.length;
+      if (pending >= 1000) {
+        pending -= 1000;
+        service.write('ok');
+      }
+    });
+    const times: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      const t = process.hrtime.bigint();
+      const answered = once(remote, 'data');
+      remote.write(Buffer.alloc(20, 1));
+      await new Promise((resolve) => setImmediate(resolve));
+      remote.write(Buffer.alloc(980, 2));
+      await answered;
+      times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    times.sort((a, b) => a - b);
+    assert.ok(times[4]! < 25, `median request/answer time ${times[4]!.toFixed(1)} ms (a delayed ACK is ~40 ms)`);
+    remote.end();
+    service.end();
+    await p.done;
+  });
 });
 
 describe('resetSocket', () => {
