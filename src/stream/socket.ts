@@ -18,6 +18,11 @@
  * - v2 `seq`: every data message and the end-of-stream carry the stream
  *   offset; anything out of place destroys the stream with a protocol error
  *   (ECONNRESET) before a wrong byte reaches the reader, and resets the peer.
+ * - v2 `auth` (auth.ts): with a tunnel secret both ends prove it in the
+ *   handshake; a listener hands the stream on only after the client's proof.
+ * - v2 `aead` (aead.ts): with `auth` and `seq`, data bodies are sealed at
+ *   their offset and end/grant/reset messages are tagged; whatever does not
+ *   authenticate is a protocol error like a wrong offset.
  * - `_final` sends the end-of-stream message (an empty body) and calls back
  *   when the broker has confirmed it; the peer's empty body becomes
  *   `push(null)`.
@@ -676,11 +681,6 @@ export class StreamSocket extends Duplex {
     if (grant !== undefined) this.transport!.publish(this.peerQueue, EMPTY, this.tagged('grant', grant, creditOptions(grant)));
   }
 
-  /**
-   * The peer broke the protocol (or someone else wrote into our queue): no
-   * byte of the message reaches the reader, the peer is told with a reset,
-   * and the stream fails.
-   */
   /** `aead`: add the tag of a control message (its value exactly as sent) to its publish options. */
   private tagged(kind: 'end' | 'grant' | 'reset', value: string | number, options: Options.Publish): Options.Publish {
     if (this.cipher) this.cipher.tag(kind, value, options.headers!);
@@ -693,6 +693,11 @@ export class StreamSocket extends Duplex {
     return this.tagged('reset', options.headers![RESET_HEADER] as string, options);
   }
 
+  /**
+   * The peer broke the protocol (or someone else wrote into our queue): no
+   * byte of the message reaches the reader, the peer is told with a reset,
+   * and the stream fails.
+   */
   private protocolError(problem: string): void {
     const t = this.transport!;
     const err = new TunnelError(
