@@ -39,7 +39,9 @@ export function offeredFeatures(configured: ReadonlySet<Feature>, secret: Buffer
     out.delete('auth');
     out.delete('aead');
   } else {
+    // aead is used only where seq is in use too (socket.ts: usable()).
     out.add('auth');
+    out.add('aead');
   }
   return out;
 }

@@ -18,6 +18,11 @@
  * - v2 `seq`: every data message and the end-of-stream carry the stream
  *   offset; anything out of place destroys the stream with a protocol error
  *   (ECONNRESET) before a wrong byte reaches the reader, and resets the peer.
+ * - v2 `auth` (auth.ts): with a tunnel secret both ends prove it in the
+ *   handshake; a listener hands the stream on only after the client's proof.
+ * - v2 `aead` (aead.ts): with `auth` and `seq`, data bodies are sealed at
+ *   their offset and end/grant/reset messages are tagged; whatever does not
+ *   authenticate is a protocol error like a wrong offset.
  * - `_final` sends the end-of-stream message (an empty body) and calls back
  *   when the broker has confirmed it; the peer's empty body becomes
  *   `push(null)`.
@@ -25,7 +30,7 @@
  *   sent a reset; a v1 peer finds our queue gone when it next writes.
  */
 import { Duplex } from 'node:stream';
-import type { ConsumeMessage, Message } from 'amqplib';
+import type { ConsumeMessage, Message, Options } from 'amqplib';
 import { TunnelError, describeError } from '../common/errors';
 import { untrusted } from '../common/ratelimit';
 import type { ConsumerHandle, StreamHost } from './connection';
@@ -65,6 +70,7 @@ import {
   refusalError,
   resolveSecret,
 } from './auth';
+import type { StreamCipher } from './aead';
 
 export interface SocketOptions {
   /** As in net: when false (default), the socket ends its writable side when the peer ends. */
@@ -139,6 +145,8 @@ export class StreamSocket extends Duplex {
   private tx?: CreditSender;
   /** v2 `seq` in use: offsets on every data message and end-of-stream. */
   private seq = false;
+  /** v2 `aead` in use (with `auth` and `seq`): data sealed, end/grant/reset tagged (aead.ts). */
+  private cipher?: StreamCipher;
   /** Bytes pushed to the readable side (consumed = pushed - readableLength). */
   private pushed = 0;
   /** Messages waiting for credit, in order; the head may be sent in parts. */
@@ -463,7 +471,8 @@ export class StreamSocket extends Duplex {
     );
   }
 
-  private opened(version: number, features: ReadonlySet<Feature>, peerHeaders: Record<string, unknown> | undefined): void {
+  private opened(version: number, agreed: ReadonlySet<Feature>, peerHeaders: Record<string, unknown> | undefined): void {
+    const features = usable(agreed);
     this.state = 'open';
     this.protocolVersion = version;
     this.features = features;
@@ -472,6 +481,7 @@ export class StreamSocket extends Duplex {
       this.tx = new CreditSender(peerWindowOf(peerHeaders?.[WINDOW_HEADER]));
     }
     this.seq = features.has('seq');
+    if (features.has('aead') && this.auth) this.cipher = this.auth.cipher();
     clearTimeout(this.handshakeTimer);
     this.touch();
     // User code ('connect' listeners, callbacks of writes queued before the
@@ -578,6 +588,10 @@ export class StreamSocket extends Duplex {
     if (m.kind === 'credit') {
       // The peer read what we sent: not traffic of its own (like a TCP window update).
       this.ack(msg);
+      if (this.cipher && !this.cipher.verify('grant', headerInt(m.consumed), msg.properties.headers)) {
+        this.protocolError('a credit grant without a valid tag');
+        return;
+      }
       if (this.tx!.grant(headerInt(m.consumed)) === 'invalid') {
         this.protocolError(`a credit grant of ${String(m.consumed)} bytes when ${this.tx!.sent} were sent`);
         return;
@@ -588,6 +602,10 @@ export class StreamSocket extends Duplex {
     this.touch();
     if (m.kind === 'reset') {
       this.ack(msg);
+      if (this.cipher && !this.cipher.verify('reset', m.reason, msg.properties.headers)) {
+        this.protocolError('a reset without a valid tag');
+        return;
+      }
       this.peerGone = new TunnelError('ECONNRESET', `the peer reset the stream: ${m.reason}`);
       this.destroy(this.peerGone);
       return;
@@ -603,6 +621,11 @@ export class StreamSocket extends Duplex {
         this.protocolError(problem);
         return;
       }
+      // A forged end would make a cut transfer look complete.
+      if (this.cipher && !this.cipher.verify('end', this.bytesRead, msg.properties.headers)) {
+        this.protocolError('an end-of-stream without a valid tag');
+        return;
+      }
       this.eofReceived = true;
       this.push(null);
       return;
@@ -613,23 +636,35 @@ export class StreamSocket extends Duplex {
       this.protocolError(problem);
       return;
     }
+    let body = m.body;
+    if (this.cipher) {
+      // Opens only at its own offset under this stream's key: altered, replayed,
+      // reordered or injected messages fail here, before any byte reaches the reader.
+      try {
+        body = this.cipher.open(this.bytesRead, m.body);
+      } catch (err) {
+        this.ack(msg);
+        this.protocolError((err as Error).message.replace(/^protocol error: /, ''));
+        return;
+      }
+    }
     if (this.rx) {
       // Bounded by the window, so it is taken off the broker at once.
       this.ack(msg);
-      if (!this.rx.arrive(m.body.length)) {
+      if (!this.rx.arrive(body.length)) {
         this.protocolError(`the peer sent beyond its credit window (${this.rx.received} bytes, allowed ${this.rx.limit})`);
         return;
       }
-      this.bytesRead += m.body.length;
-      this.pushed += m.body.length;
-      this.push(m.body);
+      this.bytesRead += body.length;
+      this.pushed += body.length;
+      this.push(body);
       this.grantConsumed(); // a flowing reader may have taken it already
       return;
     }
-    this.bytesRead += m.body.length;
+    this.bytesRead += body.length;
     // The body always goes to the reader's buffer; while the reader is behind,
     // the ack waits for `_read`, so the buffer grows by at most `prefetch` messages.
-    const wantsMore = this.push(m.body);
+    const wantsMore = this.push(body);
     if (this.heldAcks.length > 0 || !wantsMore) {
       this.heldAcks.push(msg);
     } else {
@@ -654,7 +689,19 @@ export class StreamSocket extends Duplex {
   private grantConsumed(): void {
     if (this.state !== 'open' || this.eofReceived || !this.peerQueue) return;
     const grant = this.rx!.consume(this.pushed - this.readableLength);
-    if (grant !== undefined) this.transport!.publish(this.peerQueue, EMPTY, creditOptions(grant));
+    if (grant !== undefined) this.transport!.publish(this.peerQueue, EMPTY, this.tagged('grant', grant, creditOptions(grant)));
+  }
+
+  /** `aead`: add the tag of a control message (its value exactly as sent) to its publish options. */
+  private tagged(kind: 'end' | 'grant' | 'reset', value: string | number, options: Options.Publish): Options.Publish {
+    if (this.cipher) this.cipher.tag(kind, value, options.headers!);
+    return options;
+  }
+
+  /** A reset for the peer, tagged under `aead`. */
+  private resetFor(reason: string): Options.Publish {
+    const options = resetOptions(reason);
+    return this.tagged('reset', options.headers![RESET_HEADER] as string, options);
   }
 
   /**
@@ -668,7 +715,7 @@ export class StreamSocket extends Duplex {
       'ECONNRESET',
       `protocol error: ${problem} on the stream of '${this.serverQueue}' at ${t.url.safeUrl} — the peer misbehaved or something else wrote into the stream's queue`,
     );
-    if (this.peerQueue) t.publish(this.peerQueue, EMPTY, resetOptions(`protocol error: ${problem}`));
+    if (this.peerQueue) t.publish(this.peerQueue, EMPTY, this.resetFor(`protocol error: ${problem}`));
     this.peerGone = err; // the reset is sent; _destroy must not send another
     this.destroy(err);
   }
@@ -759,7 +806,8 @@ export class StreamSocket extends Duplex {
     this.bytesWritten += body.length;
     this.tx?.take(body.length);
     this.unconfirmed++;
-    this.transport!.publish(this.peerQueue!, body, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm);
+    const wire = this.cipher ? this.cipher.seal(offset, body) : body;
+    this.transport!.publish(this.peerQueue!, wire, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm);
   }
 
   /** A data message was confirmed; a nack means the broker dropped bytes of the stream. */
@@ -795,7 +843,7 @@ export class StreamSocket extends Duplex {
     // With credit, the end waits behind the data still waiting for the window.
     this.afterSent(() => {
       this.eofSent = true;
-      const options = this.seq ? offsetOptions(this.bytesWritten) : DATA_OPTIONS;
+      const options = this.seq ? this.tagged('end', this.bytesWritten, offsetOptions(this.bytesWritten)) : DATA_OPTIONS;
       this.transport!.publish(this.peerQueue!, EMPTY, options, (err) => {
         // 'finish' means the broker took every byte and the end: wait for the
         // confirms of the data messages too (they may come after this one), and
@@ -906,7 +954,7 @@ export class StreamSocket extends Duplex {
       const aborted = wasOpen && !this.eofSent && !this.peerGone;
       if (aborted && this.protocolVersion >= 2 && this.peerQueue) {
         const reason = err ? describeError(err) : 'the peer destroyed the stream';
-        t.publish(this.peerQueue, EMPTY, resetOptions(reason));
+        t.publish(this.peerQueue, EMPTY, this.resetFor(reason));
       }
       if (this.peerQueue) t.unwatchReturns(this.peerQueue, this.onDataReturn);
       if (this.consumer) t.unwatchHandshakeReturns(this.consumer.queue, this.onHandshakeReturn);
@@ -972,4 +1020,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, onLat
 function asTunnelError(err: unknown, code: 'ECONNRESET', context: string): TunnelError {
   if (err instanceof TunnelError) return err;
   return new TunnelError(code, `${context}: ${describeError(err)}`, { cause: err });
+}
+
+/**
+ * The features actually in use: what both ends listed, minus `aead` unless
+ * `auth` and `seq` are in use too (it needs the secret's nonces and the
+ * offsets). Both ends see the same list, so both decide alike.
+ */
+function usable(agreed: ReadonlySet<Feature>): ReadonlySet<Feature> {
+  if (!agreed.has('aead') || (agreed.has('auth') && agreed.has('seq'))) return agreed;
+  const out = new Set(agreed);
+  out.delete('aead');
+  return out;
 }

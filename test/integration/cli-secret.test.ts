@@ -14,7 +14,7 @@ import * as amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
 import { CLI, Cli, type Event } from './clirunner';
 import { AMQP_URL, echoServer, uniqueQueue } from './support';
-import { FEATURES_HEADER, VERSION_HEADER } from '../../src/stream/protocol';
+import { FEATURES_HEADER, OFFSET_HEADER, VERSION_HEADER } from '../../src/stream/protocol';
 
 const SECRET = 'cli test secret 9d2f1c0b7a6e5d4c';
 const WRONG = 'cli wrong secret 1111222233334444';
@@ -185,9 +185,11 @@ describe('CLI: tunnel secrets and safe defaults (processes, real broker)', funct
     while (replies.length === 0) await new Promise<void>((r) => (wake = r));
     const listenerQueue = replies[0]!.properties.replyTo as string;
     await pub.waitFor((x) => x.event === 'connection');
-    ch.publish('', listenerQueue, Buffer.from(`CONNECT 127.0.0.1:${elsewhere.port}\r\n`), { headers: hostile });
-    while (replies.length < 2) await new Promise<void>((r) => (wake = r));
-    assert.equal(replies[1]!.content.toString(), `CONNECT 127.0.0.1:${elsewhere.port}\r\n`, 'the bytes went to the echo target and came back');
+    // A well-formed first data message (offset 0, as `seq` wants), carrying the same hostile headers.
+    ch.publish('', listenerQueue, Buffer.from(`CONNECT 127.0.0.1:${elsewhere.port}\r\n`), { headers: { ...hostile, [OFFSET_HEADER]: 0 } });
+    const data = (): ConsumeMessage | undefined => replies.slice(1).find((m) => m.content.length > 0);
+    while (!data()) await new Promise<void>((r) => (wake = r));
+    assert.equal(data()!.content.toString(), `CONNECT 127.0.0.1:${elsewhere.port}\r\n`, 'the bytes went to the echo target and came back');
     assert.equal(t.accepted.length, 1);
     assert.equal(elsewhere.accepted.length, 0);
   });

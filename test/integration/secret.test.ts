@@ -9,7 +9,8 @@ import * as amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
 import { connect, type Connection, type StreamSocket } from '../../src/stream';
 import { AUTH_HEADER, NONCE_HEADER, PROOF_HEADER, REFUSED_HEADER } from '../../src/stream/auth';
-import { FEATURES_HEADER, RESET_HEADER, VERSION_HEADER } from '../../src/stream/protocol';
+import { CREDIT_HEADER, FEATURES_HEADER, OFFSET_HEADER, RESET_HEADER, VERSION_HEADER } from '../../src/stream/protocol';
+import { TAG_HEADER } from '../../src/stream/aead';
 import { authKey, handshakeProof, headerBytes, newNonce } from '../../src/stream/secure';
 import { AMQP_URL, errorOf, readAll, uniqueQueue } from './support';
 
@@ -214,6 +215,134 @@ describe('tunnel secrets (auth) on a real broker', function () {
     // All 20 were refused (each client heard it); the listener's log holds one line for them.
     const lines = warnings.filter((w) => /refused a stream/.test(w));
     assert.equal(lines.length, 1, lines.join('\n'));
+  });
+
+  describe('aead: data encrypted end to end, every message authenticated', () => {
+    interface Sent {
+      queue: string;
+      body: Buffer;
+      headers: Record<string, unknown>;
+    }
+
+    /**
+     * A stream with a secret whose client connection records what it publishes
+     * (a spy on our Connection.publish; the broker is real), and a raw amqplib
+     * connection for an attacker who can publish into the listener's data queue.
+     */
+    async function setup(label: string): Promise<{ client: StreamSocket; server: StreamSocket; sent: Sent[]; listenerQueue: string; attacker: amqp.Channel }> {
+      const q = uniqueQueue(label);
+      const { accepted } = await serve(await open({ secret: SECRET }), q);
+      const conn = await open({ secret: SECRET });
+      const sent: Sent[] = [];
+      const publish = conn.publish.bind(conn);
+      conn.publish = (queue, body, options, confirmed) => {
+        sent.push({ queue, body: Buffer.from(body), headers: { ...(options.headers as Record<string, unknown>) } });
+        return publish(queue, body, options, confirmed);
+      };
+      const client = conn.connect(q);
+      await once(client, 'connect');
+      while (accepted.length === 0) await new Promise((r) => setImmediate(r));
+      const listenerQueue = new URL(client.remoteAddress!).searchParams.get('local_queue')!;
+      const attacker = await (await rawConnection()).createChannel();
+      return { client, server: accepted[0]!, sent, listenerQueue, attacker };
+    }
+
+    /** Write `text` and wait for its echo. */
+    async function echoOf(s: StreamSocket, text: string): Promise<string> {
+      let got = '';
+      const done = new Promise<void>((resolve) => {
+        const on = (d: Buffer): void => {
+          got += d.toString();
+          if (got.length >= text.length) {
+            s.off('data', on);
+            resolve();
+          }
+        };
+        s.on('data', on);
+      });
+      s.write(text);
+      await done;
+      return got;
+    }
+
+    it('uses aead with a secret, and no message on the wire holds the plaintext', async () => {
+      const { client, server, sent } = await setup('aead-ok');
+      assert.ok(client.features.has('aead') && server.features.has('aead'), [...client.features].join(','));
+      const text = 'Runtime.evaluate 6*7 '.repeat(500);
+      assert.equal(await echoOf(client, text), text);
+      const data = sent.filter((m) => m.body.length > 0);
+      assert.ok(data.length > 0);
+      assert.ok(data.every((m) => !m.body.includes('Runtime.evaluate')), 'plaintext on the wire');
+    });
+
+    const attacks: Array<[string, (a: { sent: Sent[]; expected: number }) => { body: Buffer; headers: Record<string, unknown> }, RegExp]> = [
+      [
+        'a modified message (one bit flipped, its offset made right)',
+        ({ sent, expected }) => {
+          const m = sent.filter((x) => x.body.length > 0).at(-1)!;
+          const body = Buffer.from(m.body);
+          body[3]! ^= 1;
+          return { body, headers: { ...m.headers, [OFFSET_HEADER]: expected } };
+        },
+        /protocol error: the data message at offset \d+ does not authenticate/,
+      ],
+      [
+        'a replayed message (a recorded one sent again as it was)',
+        ({ sent }) => sent.filter((x) => x.body.length > 0)[0]!,
+        /protocol error: a duplicate or reordered message: data at offset 0/,
+      ],
+      [
+        'a replayed or reordered message moved to the expected offset',
+        ({ sent, expected }) => ({ body: sent.filter((x) => x.body.length > 0)[0]!.body, headers: { [OFFSET_HEADER]: expected } }),
+        /protocol error: the data message at offset \d+ does not authenticate/,
+      ],
+      [
+        'an injected message (made up, at the expected offset)',
+        ({ expected }) => ({ body: Buffer.from('{"method":"Runtime.evaluate","params":{"expression":"process.exit()"}} + 16 bytes tag'), headers: { [OFFSET_HEADER]: expected } }),
+        /protocol error: the data message at offset \d+ does not authenticate/,
+      ],
+      [
+        'a forged end-of-stream (right offset, no tag): a cut transfer must not look complete',
+        ({ expected }) => ({ body: Buffer.alloc(0), headers: { [OFFSET_HEADER]: expected } }),
+        /protocol error: an end-of-stream without a valid tag/,
+      ],
+      [
+        'a forged end-of-stream with a tag copied from another stream',
+        ({ expected }) => ({ body: Buffer.alloc(0), headers: { [OFFSET_HEADER]: expected, [TAG_HEADER]: Buffer.alloc(32, 7).toString('base64') } }),
+        /protocol error: an end-of-stream without a valid tag/,
+      ],
+      [
+        'a forged reset',
+        () => ({ body: Buffer.alloc(0), headers: { [RESET_HEADER]: 'the peer went away' } }),
+        /protocol error: a reset without a valid tag/,
+      ],
+      [
+        'a forged credit grant',
+        () => ({ body: Buffer.alloc(0), headers: { [CREDIT_HEADER]: 1 } }),
+        /protocol error: a credit grant without a valid tag/,
+      ],
+    ];
+    for (const [what, forge, re] of attacks) {
+      it(`${what} destroys the stream with a protocol error and delivers none of it`, async () => {
+        const { client, server, sent, listenerQueue, attacker } = await setup('aead-attack');
+        assert.equal(await echoOf(client, 'before the attack'), 'before the attack');
+        const received: Buffer[] = [];
+        server.removeAllListeners('data');
+        server.unpipe();
+        server.on('data', (d: Buffer) => received.push(d));
+        const failed = errorOf(server);
+        const expected = server.bytesRead;
+        const m = forge({ sent, expected });
+        attacker.publish('', listenerQueue, m.body, { headers: m.headers });
+        const err = await failed;
+        assert.equal(err.code, 'ECONNRESET');
+        assert.match(err.message, re);
+        assert.deepEqual(received, [], 'bytes of the forged message reached the reader');
+        // The client is told with a (tagged) reset, not left hanging.
+        const clientErr = await errorOf(client);
+        assert.match(clientErr.message, /the peer reset the stream: protocol error/);
+      });
+    }
   });
 
   it('refuses a secret shorter than 16 bytes and a secret with protocol v1, each in one sentence', async () => {
