@@ -896,7 +896,11 @@ export class StreamSocket extends Duplex {
    * peer may have finished and gone, legitimately).
    */
   _probeTarget(now: number, intervalMs: number): string | undefined {
-    if (this.state !== 'open' || this.destroyed || this.eofReceived || this.peerGone || !this.peerQueue) return undefined;
+    if (this.state !== 'open' || this.destroyed || this.peerGone || !this.peerQueue) return undefined;
+    // A v1 peer deletes its queue once it has sent its end; a v2 peer keeps it
+    // until both directions ended, so a v2 peer that ended is still watched
+    // (it may die, or abort, while we are still sending).
+    if (this.eofReceived && (this.protocolVersion < 2 || this.eofSent)) return undefined;
     if (this.heldAcks.length > 0 || this.readableLength > 0) return undefined;
     return this.watch.due(now, intervalMs, this.protocolVersion < 2) ? this.peerQueue : undefined;
   }
@@ -931,11 +935,14 @@ export class StreamSocket extends Duplex {
   _peerVanished(probedAt: number): void {
     // A message that arrived since the probe started (the peer's end, sent
     // just before it closed its queue) means the peer left in order.
-    if (this.watch.lastHeard >= probedAt || this.eofReceived || this.destroyed || this.peerGone) return;
+    if (this.watch.lastHeard >= probedAt || this.destroyed || this.peerGone) return;
+    if (this.eofReceived && this.protocolVersion < 2) return;
     const t = this.transport!;
     this.peerGone = new TunnelError(
       'ECONNRESET',
-      `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away without closing the stream (its process or broker connection died)`,
+      this.eofReceived
+        ? `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away after its end, before ours (its process or broker connection died, or it aborted)`
+        : `the peer of the stream on '${this.serverQueue}' at ${t.url.safeUrl} went away without closing the stream (its process or broker connection died)`,
     );
     this.destroy(this.peerGone);
   }
@@ -950,8 +957,12 @@ export class StreamSocket extends Duplex {
     const t = this.transport;
     if (t) {
       // Destroyed before our end was sent: the peer must not mistake it for a
-      // clean end. After our end, the peer learns on its next write (EPIPE), as with TCP.
-      const aborted = wasOpen && !this.eofSent && !this.peerGone;
+      // clean end. Destroyed WITH an error after our end (our TCP side was
+      // reset, the broker refused data of ours) while the peer is still
+      // sending: the transfer broke, so the peer is told too. A plain
+      // destroy() after our end is a close: the peer learns on its next write
+      // (EPIPE), as with TCP.
+      const aborted = wasOpen && !this.peerGone && (!this.eofSent || (err != null && !this.eofReceived));
       if (aborted && this.protocolVersion >= 2 && this.peerQueue) {
         const reason = err ? describeError(err) : 'the peer destroyed the stream';
         t.publish(this.peerQueue, EMPTY, this.resetFor(reason));
