@@ -118,7 +118,7 @@ export class WebForwardTunnel extends ForwardTunnel {
       if (!link) return;
       let stream: StreamSocket;
       try {
-        stream = link.connect(queue, { allowHalfOpen: true });
+        stream = link.connect(queue, { allowHalfOpen: true, secret: this.secret });
       } catch (err) {
         reply(502, describeError(err));
         return;

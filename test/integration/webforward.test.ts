@@ -108,4 +108,22 @@ describe('webclient: slow clients and missing listeners (real broker)', function
     assert.equal(await get('/two'), '200 got /two');
     assert.equal(web.stats().totalConnections, 1);
   });
+
+  it('carries a request to a publisher that requires a tunnel secret when the webclient has the same secret', async () => {
+    const server = http.createServer((req, res) => res.end(`got ${req.url}`));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanup.push(() => void server.close());
+    const queue = uniqueQueue('web-secret');
+    const secret = 'web-secret-0123456789abcdef';
+    const pub = track(publish({ target: String((server.address() as net.AddressInfo).port), queue, broker: BROKER, secret }));
+    await pub.ready;
+    const web = track(webForward({ bind: '0', broker: BROKER, secret }));
+    await web.ready;
+    const req = http.get({ host: '127.0.0.1', port: web.address!.port, path: '/s', headers: { 'X-AMQP-Server-Queue': queue } });
+    const [res] = (await within(once(req, 'response'), 10_000, 'the answer')) as [http.IncomingMessage];
+    let body = '';
+    for await (const chunk of res) body += String(chunk);
+    assert.equal(`${res.statusCode} ${body}`, '200 got /s');
+  });
 });
