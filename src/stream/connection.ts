@@ -137,6 +137,8 @@ export interface StreamHost {
   /** Route broker returns of messages sent to `peerQueue` (a peer's data queue, unique per stream). */
   watchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
   unwatchReturns(peerQueue: string, onReturn: (msg: Message) => void): void;
+  /** True when a stream of this connection already sends to `peerQueue` (its returns are routed). */
+  hasReturnRoute(peerQueue: string): boolean;
   openChannel(options?: { confirm?: boolean }): Promise<Channel>;
   track(socket: StreamSocket): void;
   untrack(socket: StreamSocket): void;
@@ -449,6 +451,10 @@ export class Connection extends EventEmitter implements StreamHost {
 
   watchReturns(peerQueue: string, onReturn: (msg: Message) => void): void {
     this.returnRoutes.set(peerQueue, onReturn);
+  }
+
+  hasReturnRoute(peerQueue: string): boolean {
+    return this.returnRoutes.has(peerQueue);
   }
 
   unwatchReturns(peerQueue: string, onReturn: (msg: Message) => void): void {

@@ -136,6 +136,21 @@ export class StreamServer extends EventEmitter {
       return;
     }
     const clientQueue = msg.properties.replyTo as string;
+    // A stream of ours already sends to that queue: a second stream to it
+    // would take over its broker returns (and so its dead-peer detection).
+    // Real clients never reuse a queue, so the request is forged or replayed.
+    if (this.conn.hasReturnRoute(clientQueue)) {
+      problems.warn(
+        `connection requests on '${queue}' naming a live stream's queue`,
+        `rejected a connection request on queue '${queue}' whose reply-to ${untrusted(clientQueue)} is already the queue of a live stream (forged or replayed)`,
+      );
+      try {
+        ch.reject(msg, false);
+      } catch {
+        // channel gone: the broker drops the message with the queue
+      }
+      return;
+    }
     if (this.secret && !this.canAuthenticate(ch, msg, queue, clientQueue)) return;
     const socket = new StreamSocket(this.socketOptions);
     this.connections.add(socket);
