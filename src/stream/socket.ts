@@ -688,7 +688,11 @@ export class StreamSocket extends Duplex {
   /** v2 `credit`: tell the peer what the application has read, once a quarter window has piled up. */
   private grantConsumed(): void {
     if (this.state !== 'open' || this.eofReceived || !this.peerQueue) return;
-    const grant = this.rx!.consume(this.pushed - this.readableLength);
+    // readableLength counts characters once the reader called setEncoding();
+    // three bytes per character bounds every encoding, so the grant never
+    // runs ahead of what was read (it is exact again once the buffer is empty).
+    const buffered = this.readableEncoding ? this.readableLength * 3 : this.readableLength;
+    const grant = this.rx!.consume(Math.max(0, this.pushed - buffered));
     if (grant !== undefined) this.transport!.publish(this.peerQueue, EMPTY, this.tagged('grant', grant, creditOptions(grant)));
   }
 
