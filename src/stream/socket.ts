@@ -381,6 +381,8 @@ export class StreamSocket extends Duplex {
     this.state = 'handshaking';
     const ms = transport.options.handshakeTimeout;
     this.handshakeTimer = setTimeout(() => {
+      // The client may already have emitted 'connect': tell it, as for a wrong proof.
+      this.transport!.publish(this.peerQueue!, EMPTY, resetOptions(REFUSAL.mismatch));
       this.failAuth(new TunnelError('ERR_AMQP_SECRET', `the client sent no proof of the secret within ${ms} ms`));
     }, ms);
     await new Promise<void>((resolve, reject) => {
