@@ -83,10 +83,12 @@ export interface ConnectOptions {
   warmQueues?: number;
   /**
    * Milliseconds between liveness probes (default 500; 0 disables). A stream
-   * that has not heard from its peer for this long has the peer's queue
-   * checked with a passive declare; when the queue is gone (the peer's
-   * process or connection died) the stream is reset with ECONNRESET. Nothing
-   * is sent to the peer, so v1 peers are unaffected.
+   * that has not heard from its peer for this long is probed: a v2 peer is
+   * sent a mandatory ping (the broker returns it when the peer's queue is
+   * gone); a v1 peer's queue is checked with a passive declare, so nothing
+   * reaches it, at intervals that back off while the stream stays idle.
+   * A peer found gone (its process or broker connection died) resets the
+   * stream with ECONNRESET. See docs/protocol.md, "Liveness".
    */
   livenessInterval?: number;
   /**
