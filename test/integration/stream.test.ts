@@ -596,9 +596,10 @@ describe('stream library (real broker)', function () {
       sock.resume();
       await waitFor(async () => streams.length === 1);
       const failed = errorOf(sock);
-      // Alive and idle for three liveness rounds (500 ms each), each of which checks the v1 peer:
-      // the checks must neither reach it nor take it for dead.
-      await new Promise((r) => setTimeout(r, 1600));
+      // Alive and idle past its first liveness check (due after 500 ms of quiet, in a round every
+      // 500 ms): the check must neither reach it nor take it for dead. Its next check (1 s later,
+      // v1 checks back off) comes within 2 s of the death below.
+      await new Promise((r) => setTimeout(r, 1100));
       assert.deepEqual(streams[0]!.raw, [], 'a liveness probe reached the live v1 peer');
       assert.equal(sock.destroyed, false, 'a live, idle v1 peer was taken for dead');
       const closedAt = Date.now();
