@@ -92,6 +92,14 @@ export class Output {
         this.line('warn', `${tunnel.name}: broker connection lost; open connections were reset; reconnecting`);
       }
     });
+    tunnel.on('blocked', (reason: string) => {
+      this.event('blocked', { tunnel: tunnel.name, reason });
+      if (!this.json) this.line('warn', `${tunnel.name}: blocked by the broker: ${reason} — transfers wait until the broker's alarm clears`);
+    });
+    tunnel.on('unblocked', () => {
+      this.event('unblocked', { tunnel: tunnel.name });
+      if (!this.json) this.line('info', `${tunnel.name}: no longer blocked by the broker; transfers go on`);
+    });
     tunnel.on('connection', (c: ConnectionStats) => this.event('connection', { tunnel: tunnel.name, id: c.id, peer: c.peer, stream: c.stream }));
     tunnel.on('connectionClosed', (c: ConnectionStats, r: PipeResult) =>
       this.event('connectionClosed', {

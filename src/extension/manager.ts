@@ -180,6 +180,8 @@ export class TunnelManager implements vscode.Disposable {
     entry.tunnel = tunnel;
     entry.open = 0;
     tunnel.on('state', () => this.fire(entry));
+    tunnel.on('blocked', () => this.fire(entry));
+    tunnel.on('unblocked', () => this.fire(entry));
     tunnel.on('connection', () => {
       if (entry.tunnel === tunnel) entry.open++;
       this.fire(entry);

@@ -29,6 +29,8 @@ export type Node = BrokerNode | TunnelNode;
 
 /** The words a row shows for its state; a ready forward whose queue nobody publishes says so. */
 export function stateWords(e: TunnelEntry): string {
+  const blocked = e.stats()?.blocked;
+  if (blocked !== undefined && e.running) return `${e.state} · blocked by the broker: ${blocked}`;
   if (e.spec.kind === 'forward' && e.state === 'ready' && e.publisher === false) return 'ready · nobody publishes this queue';
   return e.state;
 }

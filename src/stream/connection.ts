@@ -1,6 +1,15 @@
 /**
- * One AMQP connection shared by any number of stream servers and sockets,
+ * A broker connection shared by any number of stream servers and sockets,
  * like the Go library's Connection.
+ *
+ * Two AMQP connections: one only publishes (the confirm channel, whose
+ * returns and confirms it receives), the other declares, consumes and acks.
+ * RabbitMQ's memory and disk alarms block connections that publish; with
+ * one connection for both, a blocked broker also stopped reading our acks,
+ * so the queues that raised the alarm could never drain (a deadlock). Split,
+ * acks and deliveries keep flowing while publishing waits for the alarm to
+ * clear, which is RabbitMQ's own advice. The broker lists them as
+ * "NAME (publish)" and "NAME (consume)".
  *
  * Channel economy: a stream costs no channel of its own (the Go original
  * spends two per stream and dies after ~1,023). All streams publish on one
@@ -20,10 +29,10 @@ import { silentLogger, type Logger } from '../common/logger';
 import { RateLimitedLogger } from '../common/ratelimit';
 import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
-import { LivenessProbe } from './liveness';
+import { LivenessProbe, afterGrace } from './liveness';
 import { resolveWindow } from './flow';
 import { QueuePool } from './queuepool';
-import { PROTOCOL_VERSION, type Feature } from './protocol';
+import { PROTOCOL_VERSION, isPing, pingOptions, type Feature } from './protocol';
 import { StreamServer, type ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
 import { assertQueueName, parseStreamUrl, type StreamUrl } from './url';
@@ -131,6 +140,8 @@ export interface StreamHost {
   readonly needsDrain: boolean;
   /** Call `cb` once the publish buffer has room (at once when it has). */
   whenDrained(cb: () => void): void;
+  /** This connection's presence queue (feature `presence`), while it has one. */
+  readonly presenceQueue: string | undefined;
   /** Why publishing is stalled, when the broker blocked it (for timeout messages). */
   readonly blockedReason: string | undefined;
   /** Route broker returns of handshake requests whose reply-to is `ownQueue` (the client's data queue). */
@@ -153,7 +164,7 @@ export interface ConsumerHandle {
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
-export const DEFAULT_FEATURES: readonly Feature[] = ['credit', 'seq'];
+export const DEFAULT_FEATURES: readonly Feature[] = ['presence', 'credit', 'seq'];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -195,17 +206,19 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     if (options[k] !== undefined) socketOptions[k] = options[k];
   }
   if (options.externalAuth) socketOptions.credentials = amqp.credentials.external();
-  let model: ChannelModel;
-  try {
-    model = await amqp.connect(u.toString(), socketOptions);
-  } catch (err) {
-    throw brokerConnectError(err, parsed);
+  const base = options.connectionName ?? defaultConnectionName();
+  const open = (role: 'publish' | 'consume'): Promise<ChannelModel> =>
+    amqp.connect(u.toString(), { ...socketOptions, clientProperties: { connection_name: `${base} (${role})` } });
+  const [pub, sub] = await Promise.allSettled([open('publish'), open('consume')]);
+  if (pub.status === 'rejected' || sub.status === 'rejected') {
+    for (const r of [pub, sub]) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);
+    throw brokerConnectError(pub.status === 'rejected' ? pub.reason : (sub as PromiseRejectedResult).reason, parsed);
   }
-  const conn = new Connection(model, parsed, { ...options, secret });
+  const conn = new Connection({ publish: pub.value, consume: sub.value }, parsed, { ...options, secret });
   try {
     await conn.init();
   } catch (err) {
-    await model.close().catch(() => undefined);
+    await Promise.all([pub.value.close().catch(() => undefined), sub.value.close().catch(() => undefined)]);
     throw brokerConnectError(err, parsed);
   }
   return conn;
@@ -220,6 +233,8 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
 interface ChannelSet {
   pub: ConfirmChannel;
   pool: Channel[];
+  /** The presence queue (feature `presence`) and the channel that consumes it. */
+  presence?: { channel: Channel; queue: string };
   next: number;
   /** Set once the set is torn down. */
   dead: boolean;
@@ -228,6 +243,9 @@ interface ChannelSet {
 export class Connection extends EventEmitter implements StreamHost {
   readonly url: StreamUrl;
   readonly options: ResolvedOptions;
+  /** The AMQP connection that only publishes (the one a broker alarm blocks). */
+  private readonly pubModel: ChannelModel;
+  /** The AMQP connection that declares, consumes and acks. */
   private readonly model: ChannelModel;
   private readonly consumerChannelCount: number;
   private channels?: ChannelSet;
@@ -241,14 +259,16 @@ export class Connection extends EventEmitter implements StreamHost {
   private sockets = new Set<StreamSocket>();
   private servers = new Map<string, StreamServer>();
   private closing = false;
+  private modelClosed = false;
   private lost?: TunnelError;
   private readonly heartbeat: number;
   private readonly liveness: LivenessProbe;
 
   /** @internal use `connect()` */
-  constructor(model: ChannelModel, url: StreamUrl, options: ConnectOptions) {
+  constructor(models: { publish: ChannelModel; consume: ChannelModel }, url: StreamUrl, options: ConnectOptions) {
     super();
-    this.model = model;
+    this.pubModel = models.publish;
+    this.model = models.consume;
     this.url = url;
     this.options = {
       logger: options.logger ?? silentLogger,
@@ -275,18 +295,26 @@ export class Connection extends EventEmitter implements StreamHost {
         usable: () => this.isOpen,
         streams: () => this.sockets,
         openChannel: () => this.model.createChannel(),
+        pingPresence: (queue, now) => this.publish(queue, Buffer.alloc(0), { ...pingOptions(), timestamp: now }),
       },
       Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval),
     );
-    model.on('error', (err: Error) => this.options.logger.warn(`broker connection error: ${describeError(err)}`));
-    model.on('close', (err?: Error) => this.onModelClose(err));
-    model.on('blocked', (reason: string) => {
+    for (const [m, role] of [
+      [this.pubModel, 'publish'],
+      [this.model, 'consume'],
+    ] as const) {
+      m.on('error', (err: Error) => this.options.logger.warn(`broker connection error (${role}): ${describeError(err)}`));
+      m.on('close', (err?: Error) => this.onModelClose(err));
+    }
+    this.pubModel.on('blocked', (reason: unknown) => {
       this.blocked = String(reason);
-      this.options.logger.warn(`the broker blocked publishing: ${reason}`);
+      this.options.logger.warn(`the broker blocked publishing: ${this.blocked}; streams wait until it unblocks`);
+      this.emit('blocked', this.blocked);
     });
-    model.on('unblocked', () => {
+    this.pubModel.on('unblocked', () => {
       this.blocked = undefined;
       this.options.logger.info('the broker unblocked publishing');
+      this.emit('unblocked');
     });
   }
 
@@ -357,7 +385,7 @@ export class Connection extends EventEmitter implements StreamHost {
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
     for (const socket of [...this.sockets]) socket.destroy();
-    if (!this.lost) await closeWithin(this.model, CLOSE_TIMEOUT_MS);
+    if (!this.lost) await Promise.all([closeWithin(this.pubModel, CLOSE_TIMEOUT_MS), closeWithin(this.model, CLOSE_TIMEOUT_MS)]);
   }
 
   /** @internal */
@@ -392,7 +420,8 @@ export class Connection extends EventEmitter implements StreamHost {
   openChannel(options: { confirm: true }): Promise<ConfirmChannel>;
   async openChannel(options: { confirm?: boolean } = {}): Promise<Channel> {
     this.assertUsable();
-    const ch = options.confirm ? await this.model.createConfirmChannel() : await this.model.createChannel();
+    // A confirm channel is for publishing: on the publishing connection, so an alarm never blocks our acks.
+    const ch = options.confirm ? await this.pubModel.createConfirmChannel() : await this.model.createChannel();
     ch.on('error', (err: Error) => this.options.logger.debug(`channel error: ${describeError(err)}`));
     return ch;
   }
@@ -491,7 +520,7 @@ export class Connection extends EventEmitter implements StreamHost {
       ch.on('close', () => this.onChannelClosed(set, what, failure));
     };
     try {
-      const pub = await this.model.createConfirmChannel();
+      const pub = await this.pubModel.createConfirmChannel();
       watch(pub, 'publish channel');
       pub.on('return', (msg: Message) => this.onReturn(msg));
       pub.on('drain', () => this.onDrain());
@@ -503,6 +532,14 @@ export class Connection extends EventEmitter implements StreamHost {
         // more than `prefetch` messages; the rest wait in its queue at the broker.
         await ch.prefetch(this.options.prefetch, false);
         set.pool.push(ch);
+      }
+      if (this.options.features.has('presence')) {
+        // One presence queue per connection: peers ping it (mandatory) instead of each stream's queue.
+        const ch = await this.model.createChannel();
+        watch(ch, 'presence channel');
+        const q = await ch.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
+        await ch.consume(q.queue, () => undefined, { noAck: true, exclusive: true });
+        set.presence = { channel: ch, queue: q.queue };
       }
       if (set.dead) throw new TunnelError('ECONNRESET', `a channel to ${this.url.safeUrl} closed while the channels were opened`);
       this.assertUsable();
@@ -526,7 +563,7 @@ export class Connection extends EventEmitter implements StreamHost {
     if (set.dead) return;
     set.dead = true;
     if (this.channels === set) this.channels = undefined;
-    for (const ch of [set.pub, ...set.pool]) {
+    for (const ch of [set.pub, ...set.pool, set.presence?.channel]) {
       if (ch) ch.close().catch(() => undefined);
     }
     this.onDrain();
@@ -546,6 +583,18 @@ export class Connection extends EventEmitter implements StreamHost {
     const route =
       (typeof replyTo === 'string' ? this.handshakeRoutes.get(replyTo) : undefined) ?? this.returnRoutes.get(msg.fields.routingKey);
     if (route) route(msg);
+    else if (isPing(msg)) this.presenceReturned(msg.fields.routingKey, Number(msg.properties.timestamp) || 0);
+  }
+
+  /** A presence ping came back: that peer connection is gone, and with it every stream we have with it. */
+  private presenceReturned(queue: string, probedAt: number): void {
+    for (const socket of this.sockets) {
+      if (socket._presenceTarget === queue) afterGrace(() => socket._peerVanished(probedAt));
+    }
+  }
+
+  get presenceQueue(): string | undefined {
+    return this.channels?.presence?.queue;
   }
 
   private onDrain(): void {
@@ -555,12 +604,18 @@ export class Connection extends EventEmitter implements StreamHost {
     for (const cb of waiters) cb();
   }
 
+  /** Either AMQP connection closed: the Connection is gone (the other one is closed too). */
   private onModelClose(cause?: Error): void {
+    if (this.lost || this.modelClosed) return;
+    this.modelClosed = true;
     if (!this.closing) {
       this.lost = brokerLostError(cause, this.url, this.heartbeat);
       this.options.logger.warn(this.lost.message);
+      void closeWithin(this.pubModel, CLOSE_TIMEOUT_MS);
+      void closeWithin(this.model, CLOSE_TIMEOUT_MS);
     }
     this.warm.close();
+    this.blocked = undefined;
     this.liveness.stop();
     if (this.channels) this.channels.dead = true;
     this.channels = undefined;
@@ -584,6 +639,6 @@ async function closeWithin(model: ChannelModel, ms: number): Promise<void> {
       resolve();
     }, ms);
   });
-  await Promise.race([model.close().catch(() => undefined), gaveUp]);
+  await Promise.race([Promise.resolve().then(() => model.close()).catch(() => undefined), gaveUp]);
   clearTimeout(timer);
 }

@@ -86,6 +86,8 @@ export interface Probed {
   _probeTarget(now: number, intervalMs: number): string | undefined;
   /** v2: send a mandatory ping to the peer's data queue. */
   _ping(now: number): void;
+  /** With `presence`: the peer connection's presence queue, pinged once per round for all its streams. */
+  readonly _presenceTarget: string | undefined;
   /** v1: the peer's queue was found gone by a check started at `probedAt`. */
   _queueGone(probedAt: number, check: (queue: string) => Promise<boolean>): void;
 }
@@ -98,6 +100,8 @@ export interface ProbeHost {
   streams(): Iterable<Probed>;
   /** A fresh channel for passive declares (each failed declare closes it). */
   openChannel(): Promise<Channel>;
+  /** Publish a mandatory ping to a peer connection's presence queue (its return resets that peer's streams). */
+  pingPresence(queue: string, now: number): void;
 }
 
 /** A connection's probe rounds: started with the first stream, stopped with the last. */
@@ -130,11 +134,22 @@ export class LivenessProbe {
       const now = Date.now();
       const all = [...this.host.streams()];
       const v1: Array<[Probed, string]> = [];
+      const pinged = new Set<string>();
       let probed = 0;
       for (let i = 0; i < all.length && probed < PROBES_PER_ROUND; i++) {
         const stream = all[(this.cursor + i) % all.length]!;
         const queue = stream._probeTarget(now, this.intervalMs);
         if (!queue) continue;
+        // `presence`: one ping per peer connection per round, however many of its streams are quiet.
+        const presence = stream._presenceTarget;
+        if (presence !== undefined) {
+          if (!pinged.has(presence)) {
+            pinged.add(presence);
+            probed++;
+            this.host.pingPresence(presence, now);
+          }
+          continue;
+        }
         probed++;
         if (stream.protocolVersion >= 2) stream._ping(now);
         else v1.push([stream, queue]);

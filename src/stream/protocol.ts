@@ -160,6 +160,20 @@ export function peerFeatures(headers: Record<string, unknown> | undefined): Set<
   return out;
 }
 
+/**
+ * `presence`: both handshake messages carry the sender's presence queue, one
+ * per broker connection; a ping there that the broker returns means that
+ * connection (and every stream of the peer on it) is gone.
+ */
+export const PRESENCE_HEADER = 'x-amqp-stream-presence';
+
+/** A peer's presence queue from its handshake headers: only a server-named queue (`amq.gen-…`) is accepted. */
+export function peerPresence(headers: Record<string, unknown> | undefined): string | undefined {
+  const raw = headers?.[PRESENCE_HEADER];
+  const q = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : undefined;
+  return q !== undefined && /^amq\.gen-[A-Za-z0-9_-]{1,100}$/.test(q) ? q : undefined;
+}
+
 /** The features both ends speak: what the listener puts on its reply and both then use. */
 export function commonFeatures(offered: Iterable<Feature>, ours: Iterable<Feature>): Set<Feature> {
   const mine = new Set(ours);

@@ -158,6 +158,11 @@ export class StreamServer extends EventEmitter {
       this.connections.delete(socket);
       this.maybeClosed();
     });
+    // Until 'connection' hands it out, nobody can listen for its errors (a broker
+    // connection lost while the reply awaits its confirm): those go to the log path
+    // below, never to an 'error' event without a listener (an uncaught exception).
+    const unseen = (): void => undefined;
+    socket.on('error', unseen);
     const headers = msg.properties.headers;
     socket._accept(this.conn, queue, clientQueue, peerVersion(headers), peerFeatures(headers), headers).then(
       (clientThere) => {
@@ -168,7 +173,10 @@ export class StreamServer extends EventEmitter {
             `ignored a connection request on queue '${queue}' whose reply-to queue ${untrusted(clientQueue)} does not exist (the client gave up, or the request was forged)`,
           );
           socket.destroy();
-        } else if (!socket.destroyed) this.emit('connection', socket);
+        } else if (!socket.destroyed) {
+          socket.off('error', unseen);
+          this.emit('connection', socket);
+        }
       },
       (err: unknown) => {
         safeAck(ch, msg);

@@ -49,8 +49,10 @@ import {
   offsetOptions,
   offsetProblem,
   peerFeatures,
+  peerPresence,
   peerVersion,
   pingOptions,
+  PRESENCE_HEADER,
   publishOptions,
   resetOptions,
   RESET_HEADER,
@@ -124,6 +126,8 @@ export class StreamSocket extends Duplex {
   private handshakeTimer?: NodeJS.Timeout;
   private idleTimer?: NodeJS.Timeout;
   private idleMs = 0;
+  /** The peer connection's presence queue, from its handshake (feature `presence`). */
+  private peerPresence?: string;
   /** Liveness: when the peer was last heard from, and when to probe it next. */
   private readonly watch = new PeerWatch();
   private readonly ownSecret?: Buffer;
@@ -272,9 +276,12 @@ export class StreamSocket extends Duplex {
           return;
         }
         this.auth = secret ? new StreamAuth(secret, 'client') : undefined;
-        this.offered = offeredFeatures(transport.options.features, secret);
+        const offer = offeredFeatures(transport.options.features, secret);
+        if (!transport.presenceQueue) offer.delete('presence');
+        this.offered = offer;
         const headers = version >= 2 ? handshakeHeaders(version, this.offered, transport.options.window) : undefined;
         if (headers && this.auth) headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
+        if (headers && offer.has('presence')) headers[PRESENCE_HEADER] = transport.presenceQueue;
         transport.watchHandshakeReturns(consumer.queue, this.onHandshakeReturn);
         transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
       })
@@ -338,9 +345,13 @@ export class StreamSocket extends Duplex {
     // The server refused requests that cannot authenticate before a queue was declared (server.ts).
     const secret = this.ownSecret ?? transport.options.secret;
     const features = version >= 2 ? commonFeatures(clientFeatures, offeredFeatures(transport.options.features, secret)) : new Set<Feature>();
+    // `presence` needs both presence queues; without either, per-stream pings as plain v2.
+    this.peerPresence = peerPresence(requestHeaders);
+    if (!this.peerPresence || !transport.presenceQueue) features.delete('presence');
     this.offered = features;
     this.peerQueue = clientQueue;
     const headers = version >= 2 ? handshakeHeaders(version, features, transport.options.window) : undefined;
+    if (headers && features.has('presence')) headers[PRESENCE_HEADER] = transport.presenceQueue;
     if (headers && secret && features.has('auth')) {
       this.auth = new StreamAuth(secret, 'listener');
       this.auth.takePeerNonce(requestHeaders);
@@ -563,6 +574,8 @@ export class StreamSocket extends Duplex {
     const version = offered >= 2 ? Math.min(offered, peerVersion(msg.properties.headers)) : 1;
     // The reply lists what the listener accepted; never use more than we offered.
     const features = version >= 2 ? commonFeatures(peerFeatures(msg.properties.headers), this.offered) : new Set<Feature>();
+    this.peerPresence = peerPresence(msg.properties.headers);
+    if (!this.peerPresence) features.delete('presence');
     if (this.auth) {
       if (!this.checkListener(version, features, msg.properties.headers)) return;
       // Our proof goes first on the listener's queue, ahead of any data.
@@ -930,6 +943,11 @@ export class StreamSocket extends Duplex {
       },
       () => undefined,
     );
+  }
+
+  /** @internal With `presence`: the peer connection's presence queue, which liveness pings instead of our peer's data queue. */
+  get _presenceTarget(): string | undefined {
+    return this.features.has('presence') ? this.peerPresence : undefined;
   }
 
   /** @internal v2 liveness probe: a ping the broker returns when the peer's queue is gone. */

@@ -8,7 +8,7 @@ import { connect, type ConnectOptions, type Connection } from '../stream';
 import { TunnelError } from '../common/errors';
 
 /** What a tunnel uses of a broker connection (`openChannel` for discovery, src/tunnel/discovery.ts). */
-export type BrokerLink = Pick<Connection, 'connect' | 'createServer' | 'openChannel' | 'close' | 'isOpen' | 'once' | 'off'>;
+export type BrokerLink = Pick<Connection, 'connect' | 'createServer' | 'openChannel' | 'close' | 'isOpen' | 'blockedReason' | 'on' | 'once' | 'off'>;
 
 export interface Transport {
   /** The broker address, without password, for messages. */

@@ -75,6 +75,12 @@ export interface TunnelStats {
   connections: ConnectionStats[];
   lastError?: string;
   lastErrorAt?: number;
+  /**
+   * Set while the broker blocks publishing (a memory or disk alarm): its
+   * reason. Streams stall (acks and reads keep flowing) and resume with
+   * nothing lost once it clears.
+   */
+  blocked?: string;
 }
 
 export interface StateChange {
@@ -92,7 +98,8 @@ interface Tracked {
 
 /**
  * Events: 'state' (StateChange), 'connection' (ConnectionStats),
- * 'connectionClosed' (ConnectionStats, PipeResult).
+ * 'connectionClosed' (ConnectionStats, PipeResult), 'blocked' (reason: the
+ * broker blocks publishing) and 'unblocked'.
  */
 export abstract class Tunnel extends EventEmitter {
   abstract readonly kind: 'publish' | 'forward';
@@ -117,6 +124,9 @@ export abstract class Tunnel extends EventEmitter {
   private closedStreamToTcp = 0;
   private lastError?: { message: string; at: number };
   private onLinkClose?: (err?: Error) => void;
+  private onLinkBlocked?: (reason: string) => void;
+  private onLinkUnblocked?: () => void;
+  private blocked?: string;
   private stopping?: Promise<void>;
 
   constructor(kind: 'publish' | 'forward', options: TunnelOptions) {
@@ -159,6 +169,7 @@ export abstract class Tunnel extends EventEmitter {
       connections,
       lastError: this.lastError?.message,
       lastErrorAt: this.lastError?.at,
+      blocked: this.blocked,
     };
   }
 
@@ -288,10 +299,33 @@ export abstract class Tunnel extends EventEmitter {
     };
     this.onLinkClose = onClose;
     link.once('close', onClose);
+    this.onLinkBlocked = (reason) => this.setBlocked(reason);
+    this.onLinkUnblocked = () => this.setBlocked(undefined);
+    link.on('blocked', this.onLinkBlocked);
+    link.on('unblocked', this.onLinkUnblocked);
+    this.setBlocked(link.blockedReason);
+  }
+
+  /** The broker blocks (reason) or unblocks (undefined) publishing on the tunnel's connection. */
+  private setBlocked(reason: string | undefined): void {
+    if (reason === this.blocked) return;
+    this.blocked = reason;
+    if (reason !== undefined) {
+      this.log.warn(`blocked by the broker: ${reason}; streams wait until it clears`);
+      this.emit('blocked', reason);
+    } else {
+      this.log.info('the broker no longer blocks publishing; streams go on');
+      this.emit('unblocked');
+    }
   }
 
   private detachLink(): void {
     if (this.link && this.onLinkClose) this.link.off('close', this.onLinkClose);
+    if (this.link && this.onLinkBlocked) this.link.off('blocked', this.onLinkBlocked);
+    if (this.link && this.onLinkUnblocked) this.link.off('unblocked', this.onLinkUnblocked);
+    this.onLinkBlocked = undefined;
+    this.onLinkUnblocked = undefined;
+    if (this.blocked !== undefined) this.setBlocked(undefined);
     this.link = undefined;
     this.onLinkClose = undefined;
   }

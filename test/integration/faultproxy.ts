@@ -10,13 +10,15 @@
  *   deliveries still arrive, but nothing the client sends (declares, acks,
  *   publishes) reaches the broker — what a client sees of a broker that
  *   blocked its connection.
+ * - stallDownstream(): stop moving bytes from the broker to the clients only;
+ *   the broker still hears the client's heartbeats, the client hears nothing.
  * - resume(): accept and forward again; stalled connections flow again.
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { resetSocket } from '../../src/tunnel/pipe';
 
-type Mode = 'open' | 'cut' | 'stalled' | 'upstreamStalled';
+type Mode = 'open' | 'cut' | 'stalled' | 'upstreamStalled' | 'downstreamStalled';
 
 export class FaultProxy {
   private server = net.createServer((c) => this.onClient(c));
@@ -70,6 +72,11 @@ export class FaultProxy {
     for (const [a] of this.pairs) a.pause();
   }
 
+  stallDownstream(): void {
+    this.mode = 'downstreamStalled';
+    for (const [, b] of this.pairs) b.pause();
+  }
+
   resume(): void {
     this.mode = 'open';
     for (const [a, b] of this.pairs) {
@@ -100,6 +107,7 @@ export class FaultProxy {
       upstream.pause();
     }
     if (this.mode === 'upstreamStalled') client.pause();
+    if (this.mode === 'downstreamStalled') upstream.pause();
     const drop = (): void => {
       if (!this.pairs.delete(pair)) return;
       reset(client);

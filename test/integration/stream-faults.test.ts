@@ -248,7 +248,9 @@ describe('stream core failure cases (real broker, fault proxy)', function () {
     const sock = c.connect(q);
     await once(sock, 'connect');
     const failed = errorOf(sock);
-    fp.stall();
+    // Only the broker's side goes quiet: the broker keeps hearing our heartbeats (it does not
+    // close first), while we hear nothing from it.
+    fp.stallDownstream();
     const err = await within(failed, 10_000, 'the stream after the link stalled');
     assert.equal(err.code, 'ECONNRESET');
     assert.match(err.message, /no heartbeat from the broker for \d+ s/);

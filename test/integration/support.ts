@@ -88,15 +88,24 @@ export interface BrokerView {
   consumers: number;
 }
 
-/** The broker's own view of the connection named `connectionName` (via rabbitmqctl). */
+/**
+ * The broker's own view of the Connection named `connectionName` (via
+ * rabbitmqctl): its two AMQP connections, "NAME (publish)" and "NAME (consume)", summed.
+ */
 export async function brokerView(connectionName: string): Promise<BrokerView> {
   type Conn = { pid: string; channels: number; client_properties: Array<[string, string, unknown]> };
-  const conns = await rabbitmqctl<Conn>(['list_connections', 'pid', 'channels', 'client_properties']);
-  const conn = conns.find((c) => c.client_properties.some(([k, , v]) => k === 'connection_name' && v === connectionName));
-  if (!conn) throw new Error(`the broker lists no connection named ${connectionName}`);
+  const conns = (await rabbitmqctl<Conn>(['list_connections', 'pid', 'channels', 'client_properties'])).filter((c) =>
+    c.client_properties.some(([k, , v]) => k === 'connection_name' && (v === connectionName || String(v).startsWith(`${connectionName} (`))),
+  );
+  if (conns.length === 0) throw new Error(`the broker lists no connection named ${connectionName}`);
+  const pids = new Set(conns.map((c) => c.pid));
   type Q = { name: string; owner_pid: string; consumers: number };
-  const queues = (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid', 'consumers'])).filter((q) => q.owner_pid === conn.pid);
-  return { channels: conn.channels, queues: queues.length, consumers: queues.reduce((n, q) => n + q.consumers, 0) };
+  const queues = (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid', 'consumers'])).filter((q) => pids.has(q.owner_pid));
+  return {
+    channels: conns.reduce((n, c) => n + c.channels, 0),
+    queues: queues.length,
+    consumers: queues.reduce((n, q) => n + q.consumers, 0),
+  };
 }
 
 /** Whether a queue exists on the broker (passive look-up through rabbitmqctl). */
@@ -116,11 +125,14 @@ export async function queueMessages(name: string): Promise<number> {
 /** Have the broker close the connection named `connectionName` (rabbitmqctl close_connection: CONNECTION_FORCED). */
 export async function closeBrokerConnection(connectionName: string, reason: string): Promise<void> {
   // The plain listing, unlike the JSON one, prints pids in the form close_connection takes.
+  // A Connection is two AMQP connections, "NAME (publish)" and "NAME (consume)": close both.
   const { stdout } = await execFileP('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q'], { maxBuffer: 64 * 1024 * 1024 });
-  const line = stdout.split('\n').find((l) => l.includes(`"${connectionName}"`));
-  const pid = line?.split('\t')[0];
-  if (!pid) throw new Error(`the broker lists no connection named ${connectionName}`);
-  await execFileP('rabbitmqctl', ['close_connection', pid, reason]);
+  const pids = stdout
+    .split('\n')
+    .filter((l) => l.includes(`"${connectionName}"`) || l.includes(`"${connectionName} (`))
+    .map((l) => l.split('\t')[0]!);
+  if (pids.length === 0) throw new Error(`the broker lists no connection named ${connectionName}`);
+  for (const pid of pids) await execFileP('rabbitmqctl', ['close_connection', pid, reason]);
 }
 
 /** The names of all connections the broker has open (via rabbitmqctl). */

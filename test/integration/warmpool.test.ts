@@ -17,11 +17,11 @@ async function rabbitmqctl<T>(args: string[]): Promise<T[]> {
   return stdout.trim() ? (JSON.parse(stdout) as T[]) : [];
 }
 
-/** Names of the queues the connection named `connectionName` owns. */
+/** Names of the queues the Connection named `connectionName` owns (its consuming AMQP connection, "NAME (consume)", declares them all). */
 async function ownedQueues(connectionName: string): Promise<string[]> {
   type Conn = { pid: string; client_properties: Array<[string, string, unknown]> };
   const conns = await rabbitmqctl<Conn>(['list_connections', 'pid', 'client_properties']);
-  const conn = conns.find((c) => c.client_properties.some(([k, , v]) => k === 'connection_name' && v === connectionName));
+  const conn = conns.find((c) => c.client_properties.some(([k, , v]) => k === 'connection_name' && v === `${connectionName} (consume)`));
   if (!conn) throw new Error(`the broker lists no connection named ${connectionName}`);
   type Q = { name: string; owner_pid: string };
   return (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid'])).filter((q) => q.owner_pid === conn.pid).map((q) => q.name);
@@ -64,8 +64,9 @@ describe('warm data queue pool (real broker)', function () {
     await once(listener, 'listening');
     await until(() => client.warmQueueCount === 4 && server.warmQueueCount === 4);
     const [clientWarm, serverWarm] = await Promise.all([ownedQueues(clientName), ownedQueues(serverName)]);
-    assert.equal(clientWarm.length, 4);
-    assert.equal(serverWarm.length, 1 + 4, 'the control queue and 4 warm queues');
+    // Besides the warm queues, each connection owns its presence queue (feature presence).
+    assert.equal(clientWarm.length, 4 + 1, '4 warm queues and the presence queue');
+    assert.equal(serverWarm.length, 1 + 4 + 1, 'the control queue, 4 warm queues and the presence queue');
 
     const sock = client.connect(q);
     const got = readAll(sock);
@@ -83,7 +84,7 @@ describe('warm data queue pool (real broker)', function () {
     const listener = c.listen(q, (s) => s.pipe(s));
     closers.push(() => new Promise<void>((r) => listener.close(() => r())));
     await once(listener, 'listening');
-    assert.deepEqual(await ownedQueues(name), [q]);
+    assert.deepEqual((await ownedQueues(name)).sort(), [q, c.presenceQueue!].sort(), 'the control queue and the presence queue only');
     const sock = c.connect(q);
     const got = readAll(sock);
     sock.end('cold');
