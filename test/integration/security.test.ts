@@ -167,7 +167,7 @@ describe('security on a broker node of the test\'s own', function () {
       url = node.url(ex.user, password, ex.vhost);
     });
 
-    it('is enough for check, publish and forward on queues with the example\'s prefix', async () => {
+    it('is enough for check, publish, forward and list on queues with the example\'s prefix', async () => {
       const check = new Cli(['check', '--broker', url]);
       assert.equal((await check.exited).code, 0, check.stderr);
       assert.match(check.stdout, /ready for tunnels/);
@@ -186,6 +186,10 @@ describe('security on a broker node of the test\'s own', function () {
       s.on('data', (d: Buffer) => chunks.push(d));
       await new Promise((r) => s.once('close', r));
       assert.equal(Buffer.concat(chunks).toString(), 'least privilege');
+      const list = new Cli(['list', '--json', '--broker', url]);
+      assert.equal((await list.exited).code, 0, list.stderr);
+      assert.match(list.stdout, new RegExp(q), 'the publisher is listed');
+      assert.doesNotMatch(pub.stdout + pub.stderr, /not listed on the broker|ACCESS.REFUSED/i);
     });
 
     it('is refused a queue outside the pattern, and any other vhost', async () => {
