@@ -33,6 +33,7 @@ import {
 import type { Node } from './tree';
 import { askChecked, pickBroker, pickTunnel } from './prompts';
 import { summary, type Services, type TunnelSummary } from './services';
+import { discoveredQueueItems } from './discoveryAttach';
 import { formatHostPort, freePort, parseBind, parseTarget } from '../tunnel/spec';
 import { confirmAllInterfaces } from './tunnelSecrets';
 
@@ -83,7 +84,9 @@ export function registerCommands(context: vscode.ExtensionContext, s: Services):
 }
 
 function brokerArgs<T extends { name?: string }>(args: T | Node | undefined): T {
-  if (args && 'type' in args) return { name: args.type === 'broker' ? args.name : args.entry.spec.broker } as T;
+  if (args && 'type' in args) {
+    return { name: args.type === 'broker' ? args.name : args.type === 'tunnel' ? args.entry.spec.broker : (args as { broker?: string }).broker } as T;
+  }
   return (args ?? {}) as T;
 }
 
@@ -94,7 +97,7 @@ async function forwardCommand(s: Services, args: { broker?: string; queue?: stri
   const broker = args.broker ?? (await pickBrokerOrAdd(s, title));
   if (!broker) return undefined;
   const queue = await askChecked(
-    args.queue ?? (await pickQueue(s, title, 'The queue a publisher listens on (see "Publish port over AMQP" or `amqp-tunnel publish`)')),
+    args.queue ?? (await pickQueue(s, title, 'The queue a publisher listens on (see "Publish port over AMQP" or `amqp-tunnel publish`)', discoveredQueueItems(broker))),
     queueInputProblem,
     { title },
   );
@@ -205,21 +208,31 @@ function pickBrokerOrAdd(s: Services, title: string): Promise<string | undefined
   return pickBroker(s.brokers.list(), title, () => addBrokerCommand(s, {}, `${title}: no broker is configured yet; add one`));
 }
 
-/** Type a queue name, or pick one of the queues of listed and kept tunnels. */
-async function pickQueue(s: Services, title: string, prompt: string): Promise<string | undefined> {
+/** Type a queue name, or pick a discovered one (first, when `discovered` brings any) or one of the listed and kept tunnels. */
+async function pickQueue(s: Services, title: string, prompt: string, discovered?: Promise<vscode.QuickPickItem[]>): Promise<string | undefined> {
   const known = [...new Set([...s.manager.list().map((e) => e.spec.queue), ...s.kept.read().specs.map((k) => k.queue)])];
   return new Promise<string | undefined>((resolve) => {
     const qp = vscode.window.createQuickPick();
     qp.title = title;
     qp.placeholder = 'Type a queue name';
     qp.ignoreFocusOut = true;
-    const knownItems = known.map((q) => ({ label: q, description: 'used before' }));
+    let found: vscode.QuickPickItem[] = [];
     const update = (): void => {
       const v = qp.value;
       const problem = v ? queueInputProblem(v) : undefined;
-      const typed = v && !known.includes(v) ? [{ label: v, description: problem ? `✕ ${problem}` : 'new queue name', detail: problem ? undefined : prompt }] : [];
-      qp.items = [...typed, ...knownItems];
+      const offered = new Set(found.filter((i) => i.kind !== vscode.QuickPickItemKind.Separator).map((i) => i.label));
+      const knownItems = known.filter((q) => !offered.has(q)).map((q) => ({ label: q, description: 'used before' }));
+      const typed = v && !known.includes(v) && !offered.has(v) ? [{ label: v, description: problem ? `✕ ${problem}` : 'new queue name', detail: problem ? undefined : prompt }] : [];
+      qp.items = [...typed, ...found, ...(found.length > 0 && knownItems.length > 0 ? [{ label: 'Used before', kind: vscode.QuickPickItemKind.Separator }] : []), ...knownItems];
     };
+    if (discovered) {
+      qp.busy = true;
+      void discovered.then((items) => {
+        found = items;
+        qp.busy = false;
+        update();
+      });
+    }
     update();
     qp.onDidChangeValue(update);
     qp.onDidAccept(() => {

@@ -17,6 +17,8 @@ import { plural } from './model';
 import { PublisherWatch } from './presence';
 import { TunnelStatusBar } from './statusBar';
 import { TunnelTree } from './tree';
+import { PublishedSection } from './discoveryTree';
+import { registerPublished, type PublishedSupport } from './discoveryAttach';
 
 export interface AmqpTunnelApi extends Services {
   statusBar: TunnelStatusBar;
@@ -26,6 +28,8 @@ export interface AmqpTunnelApi extends Services {
   debug: DebugSupport;
   /** Publisher presence of ready forwards, checked while the view is visible. */
   presence: PublisherWatch;
+  /** The "Published on <broker>" sections and one-click attach. */
+  published: PublishedSupport;
 }
 
 let services: AmqpTunnelApi | undefined;
@@ -38,11 +42,15 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const kept = new KeptTunnels(() => brokers.list()[0]?.name);
   const tree = new TunnelTree(manager, (e) => kept.has(e.spec), brokers);
   const statusBar = new TunnelStatusBar(manager);
-  const view = vscode.window.createTreeView(VIEWS.tunnels, { treeDataProvider: tree, showCollapseAll: false });
+  const section = new PublishedSection(brokers, log);
+  tree.addSection(section);
+  const view = vscode.window.createTreeView(VIEWS.tunnels, { treeDataProvider: tree, showCollapseAll: false, canSelectMany: true });
+  section.follow(view);
   const presence = new PublisherWatch(manager, brokers, view);
   const s: Services = { brokers, manager, kept, log, tree };
-  context.subscriptions.push(log, manager, tree, statusBar, view, presence);
+  context.subscriptions.push(log, manager, tree, statusBar, view, presence, section);
   registerCommands(context, s);
+  const published = registerPublished(context, s, section);
   context.subscriptions.push(
     vscode.commands.registerCommand(COMMANDS.setTunnelSecret, (args?: { broker?: string; queue?: string; secret?: string }) =>
       setTunnelSecretCommand(tunnelSecrets, brokers, args ?? {}),
@@ -61,7 +69,7 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   );
   for (const p of brokers.problems()) log.warn(`settings: ${p}`);
   const restored = restoreKept(s, context);
-  services = { ...s, statusBar, restored, debug, presence };
+  services = { ...s, statusBar, restored, debug, presence, published };
   return services;
 }
 

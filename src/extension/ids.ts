@@ -23,6 +23,10 @@ export const COMMANDS = {
   /** A tunnel secret per tunnel or per broker, in the secret store (tunnelSecrets.ts). */
   setTunnelSecret: 'amqpTunnel.setTunnelSecret',
   attachDebugger: 'amqpTunnel.attachDebugger',
+  /** The "Published on <broker>" sections (discoveryTree.ts, discoveryAttach.ts). */
+  refreshPublished: 'amqpTunnel.refreshPublished',
+  attachPublished: 'amqpTunnel.attachPublished',
+  copyLaunchConfiguration: 'amqpTunnel.copyLaunchConfiguration',
   /** `${command:amqpTunnel.localPort}` in launch configurations (hidden from the palette). */
   localPort: 'amqpTunnel.localPort',
 } as const;
@@ -45,6 +49,8 @@ export const CONFIG_SECTION = 'amqpTunnel';
 export const SETTINGS = {
   brokers: 'brokers',
   tunnels: 'tunnels',
+  /** Publishes from this window do not answer discovery (`amqp-tunnel list`, the view). */
+  unlisted: 'unlisted',
 } as const;
 
 /** The output channel's name (also what "Show Log" opens). */

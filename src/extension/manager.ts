@@ -10,6 +10,7 @@ import { formatHostPort } from '../tunnel/spec';
 import { redactUrl } from '../stream/url';
 import type { Logger } from '../common/logger';
 import type { Brokers } from './brokers';
+import { CONFIG_SECTION, SETTINGS } from './ids';
 import { scrub, specKey, type TunnelSpec } from './model';
 import type { TunnelSecrets } from './tunnelSecrets';
 
@@ -176,7 +177,7 @@ export class TunnelManager implements vscode.Disposable {
     const secret = await this.tunnelSecrets?.get(spec.broker, spec.queue);
     const options = { queue: spec.queue, broker: url, logger: this.log, secret, connectOptions: { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}` } };
     if (spec.kind === 'publish' && !secret) this.tunnelSecrets?.warnUnprotected(spec.broker, spec.queue, spec.address);
-    const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address });
+    const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address, listed: !vscode.workspace.getConfiguration(CONFIG_SECTION).get<boolean>(SETTINGS.unlisted, false) });
     entry.tunnel = tunnel;
     entry.open = 0;
     tunnel.on('state', () => this.fire(entry));

@@ -25,7 +25,22 @@ export interface TunnelNode {
   type: 'tunnel';
   entry: TunnelEntry;
 }
-export type Node = BrokerNode | TunnelNode;
+/** A node of another section of the view (discoveryTree.ts); that section draws it. */
+export interface SectionNode {
+  type: 'section';
+  kind: string;
+}
+export type Node = BrokerNode | TunnelNode | SectionNode;
+
+/** Another section of the view, after the brokers' tunnels: its own nodes, items and change events. */
+export interface TreeSection {
+  roots(): SectionNode[];
+  owns(node: SectionNode): boolean;
+  children(node: SectionNode): SectionNode[];
+  parent(node: SectionNode): SectionNode | undefined;
+  item(node: SectionNode): vscode.TreeItem;
+  readonly onDidChange: vscode.Event<SectionNode | undefined>;
+}
 
 /** The words a row shows for its state; a ready forward whose queue nobody publishes says so. */
 export function stateWords(e: TunnelEntry): string {
@@ -51,6 +66,8 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
   private readonly subscription: vscode.Disposable;
   private readonly brokerNodes = new Map<string, BrokerNode>();
   private readonly tunnelNodes = new Map<string, TunnelNode>();
+  private readonly sections: TreeSection[] = [];
+  private readonly sectionSubscriptions: vscode.Disposable[] = [];
 
   constructor(
     private readonly manager: TunnelManager,
@@ -58,6 +75,17 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     private readonly brokers?: Pick<Brokers, 'list'>,
   ) {
     this.subscription = manager.onDidChange((entry) => this.refresh(entry));
+  }
+
+  /** Show another section after the tunnels (discoveryTree.ts). */
+  addSection(section: TreeSection): void {
+    this.sections.push(section);
+    this.sectionSubscriptions.push(section.onDidChange((n) => this.changed.fire(n)));
+    this.changed.fire(undefined);
+  }
+
+  private sectionOf(node: Node): TreeSection | undefined {
+    return node.type === 'section' ? this.sections.find((s) => s.owns(node)) : undefined;
   }
 
   /** Refresh one tunnel's item (when it is shown already), or the whole view. */
@@ -78,8 +106,9 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     if (!node) {
       const ids = new Set(entries.map((e) => e.id));
       for (const id of this.tunnelNodes.keys()) if (!ids.has(id)) this.tunnelNodes.delete(id);
-      return this.brokerNames().map((name) => this.brokerNode(name));
+      return [...this.brokerNames().map((name) => this.brokerNode(name)), ...this.sections.flatMap((s) => s.roots())];
     }
+    if (node.type === 'section') return this.sectionOf(node)?.children(node) ?? [];
     if (node.type === 'broker') {
       return entries.filter((e) => e.spec.broker === node.name).map((entry) => this.tunnelNode(entry));
     }
@@ -87,6 +116,7 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
   }
 
   getParent(node: Node): Node | undefined {
+    if (node.type === 'section') return this.sectionOf(node)?.parent(node);
     return node.type === 'tunnel' ? this.brokerNode(node.entry.spec.broker) : undefined;
   }
 
@@ -103,6 +133,7 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
+    if (node.type === 'section') return this.sectionOf(node)?.item(node) ?? new vscode.TreeItem('');
     if (node.type === 'broker') {
       const tunnels = this.manager.list().filter((e) => e.spec.broker === node.name);
       const item = new vscode.TreeItem(node.name, tunnels.length > 0 ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
@@ -161,6 +192,7 @@ export class TunnelTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
   dispose(): void {
     this.subscription.dispose();
+    for (const s of this.sectionSubscriptions) s.dispose();
     this.changed.dispose();
   }
 }

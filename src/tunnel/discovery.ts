@@ -26,6 +26,8 @@ import { describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { VERSION } from '../common/version';
 import { DEBUG_PROTOCOLS, type DebugProtocol, type Detection } from './detect';
+
+export type { DebugProtocol } from './detect';
 import type { BrokerLink, Transport } from './transport';
 
 export const DISCOVERY_EXCHANGE = 'amqp-tunnel.discovery';

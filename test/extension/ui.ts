@@ -8,6 +8,7 @@
  * screenshot to .test-output/extension/ (and to media/screenshot.png with
  * UPDATE_SCREENSHOT=1). Prints mocha-style lines, so CI counts them.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -204,6 +205,39 @@ export async function uiTest(vs: VsCode, outputDir: string, say: (...a: unknown[
     await page.screenshot({ path: shot });
     say(`screenshot: ${path.relative(process.cwd(), shot)}`);
     if (process.env.UPDATE_SCREENSHOT && !vs.data.includes('vsix')) fs.copyFileSync(shot, path.join(__dirname, '..', '..', 'media', 'screenshot.png'));
+
+    await check('the view lists what is published on the broker, with the detected debugger (a node --inspect program published by the CLI)', async () => {
+      const children: ChildProcess[] = [];
+      try {
+        const debuggee = spawn(process.execPath, ['--inspect=127.0.0.1:0', '-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        children.push(debuggee);
+        let err = '';
+        const port = await new Promise<string>((resolve, reject) => {
+          debuggee.stderr!.on('data', (d: Buffer) => {
+            err += d.toString();
+            const m = /ws:\/\/127\.0\.0\.1:(\d+)\//.exec(err);
+            if (m) resolve(m[1]!);
+          });
+          debuggee.once('exit', () => reject(new Error(`node --inspect exited: ${err}`)));
+        });
+        const app = `orders-api-${process.pid % 1000}`;
+        const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+        const publisher = spawn(process.execPath, [cli, 'publish', port, '--queue', app, '--json'], { env: { ...process.env, AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' }, stdio: ['ignore', 'pipe', 'ignore'] });
+        children.push(publisher);
+        await page.locator('.part.sidebar .monaco-list-row', { hasText: 'Published on local' }).waitFor({ timeout: STEP_MS });
+        const row = page.locator('.part.sidebar .monaco-list-row', { hasText: app }).filter({ hasText: 'node ·' });
+        await row.waitFor({ timeout: STEP_MS });
+        await row.hover();
+        await page.locator('.monaco-hover', { hasText: 'node.js/' }).waitFor({ timeout: 5000 }).catch(() => undefined);
+        const pshot = path.join(outputDir, `${path.basename(vs.data).replace(/-data$/, '')}-published.png`);
+        await page.screenshot({ path: pshot });
+        say(`screenshot: ${path.relative(process.cwd(), pshot)}`);
+        if (process.env.UPDATE_SCREENSHOT && !vs.data.includes('vsix')) fs.copyFileSync(pshot, path.join(__dirname, '..', '..', 'media', 'published.png'));
+      } finally {
+        for (const c of children.reverse()) c.kill('SIGKILL');
+        await page.mouse.move(0, 0);
+      }
+    });
     await check('a refused login is one notification with the cause and a Set Broker Password action that fixes it', async () => {
       await runCommand(page, 'AMQP Tunnel: Set Broker Password');
       await page.locator('.quick-input-list .monaco-list-row', { hasText: 'local' }).first().click({ timeout: STEP_MS });

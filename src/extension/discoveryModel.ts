@@ -1,0 +1,92 @@
+/**
+ * The plain logic of the "Published on <broker>" section and one-click
+ * attach (no vscode import, so it is unit-tested without an editor): which
+ * debugger a detected protocol needs, the attach configuration for a
+ * published entry, and the words and icons the view and the pick list show.
+ */
+import type { DebugProtocol, PublisherInfo } from '../tunnel/discovery';
+
+export interface DebuggerNeed {
+  /** What the user calls it. */
+  label: string;
+  /** Debug types, preferred first; the first one installed is used. */
+  types: string[];
+  /** The extension that provides the first type, for "open it in the Extensions view". */
+  extensionId: string;
+  extensionName: string;
+  /** Fields the attach configuration needs besides the address. */
+  extra: Record<string, unknown>;
+}
+
+export const DEBUGGERS: Record<Exclude<DebugProtocol, 'unknown'>, DebuggerNeed> = {
+  node: { label: 'Node.js', types: ['node', 'pwa-node'], extensionId: 'ms-vscode.js-debug', extensionName: 'JavaScript Debugger', extra: {} },
+  python: { label: 'Python (debugpy)', types: ['debugpy', 'python'], extensionId: 'ms-python.debugpy', extensionName: 'Python Debugger', extra: { justMyCode: false } },
+  java: { label: 'Java', types: ['java'], extensionId: 'vscjava.vscode-java-debug', extensionName: 'Debugger for Java', extra: {} },
+  go: { label: 'Go (Delve)', types: ['go'], extensionId: 'golang.go', extensionName: 'Go', extra: { mode: 'remote' } },
+};
+
+/** The debugger a detected protocol needs, or undefined when the protocol is unknown. */
+export function debuggerFor(protocol: DebugProtocol): DebuggerNeed | undefined {
+  return protocol === 'unknown' ? undefined : DEBUGGERS[protocol];
+}
+
+/** The installed debug type to use for `need`, or undefined when none of its types is installed. */
+export function installedType(need: DebuggerNeed, installed: Set<string>): string | undefined {
+  return need.types.find((t) => installed.has(t));
+}
+
+/**
+ * The attach configuration for a published entry: the `amqpTunnel` property
+ * makes the extension start (or reuse) a forward of the queue and write its
+ * address into the debugger's fields. Fit for launch.json as it is.
+ */
+export function attachConfiguration(info: Pick<PublisherInfo, 'queue'>, broker: string, type: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type, request: 'attach', name: `Attach to ${info.queue} over AMQP`, amqpTunnel: { queue: info.queue, broker }, ...extra };
+}
+
+/** The codicon for a protocol in the view. */
+export function protocolIcon(protocol: DebugProtocol): string {
+  switch (protocol) {
+    case 'node':
+      return 'symbol-event';
+    case 'python':
+      return 'symbol-namespace';
+    case 'java':
+      return 'coffee';
+    case 'go':
+      return 'symbol-interface';
+    default:
+      return 'plug';
+  }
+}
+
+/** "3m", "2h": how long ago `iso` was. */
+export function uptime(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+/** The protocol as words: "Node.js (node.js/v22.3.0)", "Java (JDWP)", "unknown protocol". */
+export function protocolText(info: Pick<PublisherInfo, 'protocol' | 'runtime'>): string {
+  const need = debuggerFor(info.protocol);
+  if (!need) return 'unknown protocol';
+  return info.runtime ? `${need.label.replace(/ \(.*\)$/, '')} (${info.runtime})` : need.label;
+}
+
+/** The one-line description of an entry in the view and in the pick list. */
+export function entryDescription(info: PublisherInfo): string {
+  return [info.protocol === 'unknown' ? 'unknown' : info.protocol, `${info.host} pid ${info.pid}`, info.target].join(' · ');
+}
+
+/** A longer line: what runs there, since when, and whether a secret is needed. */
+export function entryDetail(info: PublisherInfo, now = Date.now()): string {
+  const parts = [protocolText(info)];
+  if (info.title) parts.push(info.title);
+  parts.push(`up ${uptime(info.startedAt, now)}`);
+  if (info.secretRequired) parts.push('tunnel secret required');
+  return parts.join(' · ');
+}

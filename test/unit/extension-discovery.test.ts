@@ -1,0 +1,73 @@
+import * as assert from 'node:assert/strict';
+import {
+  DEBUGGERS,
+  attachConfiguration,
+  debuggerFor,
+  entryDescription,
+  entryDetail,
+  installedType,
+  protocolIcon,
+  protocolText,
+} from '../../src/extension/discoveryModel';
+import { fieldStyle } from '../../src/extension/debug/fields';
+import type { PublisherInfo } from '../../src/tunnel/discovery';
+
+const INFO: PublisherInfo = {
+  v: 1,
+  queue: 'my-app',
+  host: 'build-7',
+  pid: 4242,
+  target: '127.0.0.1:9229',
+  protocol: 'node',
+  runtime: 'node.js/v22.3.0',
+  title: '/app/server.js',
+  startedAt: '2026-01-01T10:00:00.000Z',
+  secretRequired: false,
+  version: '0.1.0',
+};
+
+describe('extension: discovered entries (discoveryModel)', () => {
+  it('maps each detected protocol to the debugger that attaches to it, and unknown to none', () => {
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(DEBUGGERS).map(([p, d]) => [p, [d.types[0], d.extensionId]])),
+      {
+        node: ['node', 'ms-vscode.js-debug'],
+        python: ['debugpy', 'ms-python.debugpy'],
+        java: ['java', 'vscjava.vscode-java-debug'],
+        go: ['go', 'golang.go'],
+      },
+    );
+    assert.equal(debuggerFor('unknown'), undefined);
+    // Every type is one whose host/port fields the amqpTunnel provider knows.
+    for (const d of Object.values(DEBUGGERS)) assert.notEqual(fieldStyle(d.types[0]!), 'fallback', d.types[0]);
+  });
+
+  it('uses the first installed type of a debugger, or none', () => {
+    assert.equal(installedType(DEBUGGERS.python, new Set(['python'])), 'python');
+    assert.equal(installedType(DEBUGGERS.python, new Set(['debugpy', 'python'])), 'debugpy');
+    assert.equal(installedType(DEBUGGERS.java, new Set(['node'])), undefined);
+  });
+
+  it('builds the launch.json attach configuration with the amqpTunnel property', () => {
+    assert.deepEqual(attachConfiguration(INFO, 'staging', 'debugpy', { justMyCode: false }), {
+      type: 'debugpy',
+      request: 'attach',
+      name: 'Attach to my-app over AMQP',
+      amqpTunnel: { queue: 'my-app', broker: 'staging' },
+      justMyCode: false,
+    });
+  });
+
+  it('describes an entry: protocol, host and pid, target; then runtime, script, uptime and the secret', () => {
+    assert.equal(entryDescription(INFO), 'node · build-7 pid 4242 · 127.0.0.1:9229');
+    const now = Date.parse(INFO.startedAt) + 3 * 3600_000;
+    assert.equal(entryDetail(INFO, now), 'Node.js (node.js/v22.3.0) · /app/server.js · up 3h');
+    assert.equal(entryDetail({ ...INFO, protocol: 'java', runtime: 'JDWP', title: undefined, secretRequired: true }, now), 'Java (JDWP) · up 3h · tunnel secret required');
+    assert.equal(protocolText({ protocol: 'unknown' }), 'unknown protocol');
+  });
+
+  it('gives each protocol its own icon', () => {
+    const icons = (['node', 'python', 'java', 'go', 'unknown'] as const).map(protocolIcon);
+    assert.equal(new Set(icons).size, icons.length);
+  });
+});
