@@ -81,6 +81,12 @@ export interface ProofContext {
   listenerQueue: string;
   nonceClient: Buffer;
   nonceListener: Buffer;
+  /**
+   * The features both handshake messages listed, as "request/reply" (each
+   * sorted, comma separated), so that nobody on the way can strip a feature
+   * (`aead`) from either message without the proofs failing.
+   */
+  features?: string;
 }
 
 /**
@@ -97,9 +103,11 @@ function joinFields(fields: Array<string | Buffer>): Buffer {
   return Buffer.concat(parts);
 }
 
-/** proof = HMAC-SHA256(K_auth, role | Q | Cq | Sq | Nc | Ns), `|` a zero byte. */
+/** proof = HMAC-SHA256(K_auth, role | Q | Cq | Sq | Nc | Ns | F), `|` a zero byte, F the features ("request/reply"). */
 export function handshakeProof(kAuth: Buffer, role: Role, ctx: ProofContext): Buffer {
-  const data = joinFields([role, ctx.serverQueue, ctx.clientQueue, ctx.listenerQueue, ctx.nonceClient, ctx.nonceListener]);
+  const fields: Array<string | Buffer> = [role, ctx.serverQueue, ctx.clientQueue, ctx.listenerQueue, ctx.nonceClient, ctx.nonceListener];
+  if (ctx.features !== undefined) fields.push(ctx.features);
+  const data = joinFields(fields);
   return createHmac('sha256', kAuth).update(data).digest();
 }
 

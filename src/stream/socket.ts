@@ -136,6 +136,9 @@ export class StreamSocket extends Duplex {
   private auth?: StreamAuth;
   /** The features this end offered (client) or accepted (listener). */
   private offered: ReadonlySet<Feature> = new Set();
+  /** `auth`: the features our request listed (client), and both lists as "request/reply" for the proofs. */
+  private requestFeatures = '';
+  private proofFeatures = '';
   /** Listener with a secret: the handshake settles once the client's proof arrived. */
   private authWait?: {
     version: number;
@@ -281,6 +284,7 @@ export class StreamSocket extends Duplex {
         this.offered = offer;
         const headers = version >= 2 ? handshakeHeaders(version, this.offered, transport.options.window) : undefined;
         if (headers && this.auth) headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
+        this.requestFeatures = featureText(headers);
         if (headers && offer.has('presence')) headers[PRESENCE_HEADER] = transport.presenceQueue;
         transport.watchHandshakeReturns(consumer.queue, this.onHandshakeReturn);
         transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
@@ -356,6 +360,7 @@ export class StreamSocket extends Duplex {
       this.auth = new StreamAuth(secret, 'listener');
       this.auth.takePeerNonce(requestHeaders);
       headers[NONCE_HEADER] = this.auth.nonce.toString('base64');
+      this.proofFeatures = `${featureText(requestHeaders)}/${featureText(headers)}`;
       headers[PROOF_HEADER] = this.auth.proof(this.proofQueues());
     }
     if (!this.auth) {
@@ -402,13 +407,14 @@ export class StreamSocket extends Duplex {
     return true;
   }
 
-  /** The queues a handshake proof binds (both ends see the same ones). */
-  private proofQueues(): { serverQueue: string; clientQueue: string; listenerQueue: string } {
+  /** The queues and feature lists a handshake proof binds (both ends see the same ones). */
+  private proofQueues(): { serverQueue: string; clientQueue: string; listenerQueue: string; features: string } {
     const own = this.consumer?.queue ?? '';
     const peer = this.peerQueue ?? '';
+    const features = this.proofFeatures;
     return this.role === 'client'
-      ? { serverQueue: this.serverQueue, clientQueue: own, listenerQueue: peer }
-      : { serverQueue: this.serverQueue, clientQueue: peer, listenerQueue: own };
+      ? { serverQueue: this.serverQueue, clientQueue: own, listenerQueue: peer, features }
+      : { serverQueue: this.serverQueue, clientQueue: peer, listenerQueue: own, features };
   }
 
   /** Listener with a secret: the client's first message must be its proof. */
@@ -577,6 +583,7 @@ export class StreamSocket extends Duplex {
     this.peerPresence = peerPresence(msg.properties.headers);
     if (!this.peerPresence) features.delete('presence');
     if (this.auth) {
+      this.proofFeatures = `${this.requestFeatures}/${featureText(msg.properties.headers)}`;
       if (!this.checkListener(version, features, msg.properties.headers)) return;
       // Our proof goes first on the listener's queue, ahead of any data.
       t.publish(replyTo, EMPTY, publishOptions({ headers: { [AUTH_HEADER]: this.auth.proof(this.proofQueues()) } }));
@@ -1067,4 +1074,9 @@ function usable(agreed: ReadonlySet<Feature>): ReadonlySet<Feature> {
   const out = new Set(agreed);
   out.delete('aead');
   return out;
+}
+
+/** A handshake message's features as the proofs bind them: known tokens, sorted, comma separated. */
+function featureText(headers: Record<string, unknown> | undefined): string {
+  return [...peerFeatures(headers)].sort().join(',');
 }
