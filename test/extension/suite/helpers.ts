@@ -87,6 +87,7 @@ export interface SeenItem {
 export function treeItems(api: AmqpTunnelApi): SeenItem[] {
   const out: SeenItem[] = [];
   for (const group of api.tree.getChildren()) {
+    if (group.type === 'section') continue; // "Published on <broker>": not tunnels (published.test.ts)
     const groupItem = api.tree.getTreeItem(group);
     for (const child of api.tree.getChildren(group)) {
       const item = api.tree.getTreeItem(child);
