@@ -62,7 +62,7 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Where connection-level events are logged (default: nowhere). */
   logger?: Logger;
-  /** Largest message body a stream sends, in bytes (default 128 KiB). */
+  /** Largest message body a stream sends, in bytes (default 128 KiB, or one frame (frame_max - 8) when that is less). */
   maxMessageSize?: number;
   /** Messages a stream may have delivered but not yet read (default 64). */
   prefetch?: number;
@@ -178,6 +178,19 @@ const DEFAULTS = {
 };
 
 
+/**
+ * The default largest message body: 128 KiB, but never more than one body
+ * frame. amqplib splits a body into frames of frame_max - 8 bytes, and
+ * RabbitMQ's default frame_max is 128 KiB, so a 128 KiB body went out as two
+ * frames (131,064 + 8 bytes): an extra frame header, write, parse and
+ * concatenation per message. One frame per message measured about 8% more
+ * bulk throughput (library, 128 MiB, median of 3: 93 -> 101 MiB/s).
+ */
+function defaultMessageSize(model: ChannelModel): number {
+  const frameMax = (model as unknown as { connection?: { frameMax?: number } }).connection?.frameMax ?? 0;
+  return frameMax > 8 ? Math.min(DEFAULTS.maxMessageSize, frameMax - 8) : DEFAULTS.maxMessageSize;
+}
+
 /** What the broker's UI shows for a connection by default: which machine and process holds it. */
 export function defaultConnectionName(): string {
   return `amqp-tunnel on ${os.hostname()} (pid ${process.pid})`;
@@ -273,7 +286,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.options = {
       logger: options.logger ?? silentLogger,
       problemLog: new RateLimitedLogger(options.logger ?? silentLogger),
-      maxMessageSize: options.maxMessageSize ?? DEFAULTS.maxMessageSize,
+      maxMessageSize: options.maxMessageSize ?? defaultMessageSize(model),
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),

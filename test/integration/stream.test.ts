@@ -488,6 +488,27 @@ describe('stream library (real broker)', function () {
     });
   });
 
+  it('by default sends no message larger than one AMQP body frame (frame_max - 8)', async () => {
+    const q = uniqueQueue('frame');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const streams: V1Stream[] = [];
+    const l = await v1Listen(raw, q, (s) => streams.push(s));
+    cleanups.push(() => l.close());
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    await once(sock, 'connect');
+    sock.end(Buffer.alloc(300_000, 2));
+    await waitFor(async () => streams.length === 1);
+    await streams[0]!.ended;
+    // RabbitMQ's default frame_max is 131072: one body frame carries 131064 bytes.
+    assert.deepEqual(
+      streams[0]!.received.map((b) => b.length),
+      [131_064, 131_064, 300_000 - 2 * 131_064],
+    );
+    sock.destroy();
+    await streams[0]!.close();
+  });
+
   it('coalesces many small writes in one tick into one message, and splits large writes', async () => {
     const q = uniqueQueue('coalesce');
     const raw = await amqp.connect(AMQP_URL);
