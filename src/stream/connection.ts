@@ -286,7 +286,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.options = {
       logger: options.logger ?? silentLogger,
       problemLog: new RateLimitedLogger(options.logger ?? silentLogger),
-      maxMessageSize: options.maxMessageSize ?? defaultMessageSize(model),
+      maxMessageSize: options.maxMessageSize ?? defaultMessageSize(models.publish),
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
