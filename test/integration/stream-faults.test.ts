@@ -186,7 +186,9 @@ describe('stream core failure cases (real broker, fault proxy)', function () {
   it('gives up accepting a stream whose queue setup never completes, and logs why', async () => {
     const fp = await proxy();
     const log = recordingLogger();
-    const listener = await open({ handshakeTimeout: 500, logger: log }, fp.url(AMQP_URL));
+    // No warm queues: the listener must set up the stream's queue at the broker (a warm
+    // queue, declared before the stall, would let it answer without any broker round trip).
+    const listener = await open({ handshakeTimeout: 500, logger: log, warmQueues: 0 }, fp.url(AMQP_URL));
     const q = uniqueQueue('accept-stalled');
     const server = listener.createServer();
     server.listen(q);
