@@ -28,6 +28,7 @@ import * as vm from 'node:vm';
 import * as amqp from 'amqplib';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { connect, type Connection, type Logger, type StreamServer, type StreamSocket } from '../../src/stream';
+import { FEATURES_HEADER, peerFeatures } from '../../src/stream/protocol';
 import { publish } from '../../src/tunnel';
 import { AMQP_URL, digestAll, echoServer, queueCounts, readAll, uniqueQueue } from './support';
 
@@ -297,7 +298,11 @@ describe('bad input: 10,000+ malformed messages on a control queue and a data qu
         while (inbox.length === 0) await new Promise<void>((res) => (wake = res));
         return inbox.shift()!;
       };
-      const headers: Record<string, unknown> = { ...garbageHeaders(rRaw, HANDSHAKE_HEADERS), 'x-amqp-stream-features': garbageValue(rRaw) };
+      // Garbage, not a feature request: a value that happens to parse as one (" seq , 💥 ,"
+      // is `seq`) would oblige this raw v1-style client to speak that feature.
+      let features = garbageValue(rRaw);
+      if (peerFeatures({ [FEATURES_HEADER]: features }).size > 0) features = 'x-no-such-feature';
+      const headers: Record<string, unknown> = { ...garbageHeaders(rRaw, HANDSHAKE_HEADERS), [FEATURES_HEADER]: features };
       if (i % 2 === 0) headers['x-amqp-stream-version'] = 2;
       await send(queue, Buffer.alloc(0), { replyTo: mine, headers });
       const reply = await next();
