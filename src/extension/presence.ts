@@ -4,17 +4,28 @@
  * does before attaching, debug/probe.ts: it never reaches the debuggee), so
  * a row can tell "ready, publisher present" from "ready, nobody publishes".
  * One broker connection per broker and round; rounds never overlap.
+ *
+ * The check is a passive declare, which RabbitMQ logs as an error when the
+ * queue is live (exclusive to its publisher). So while nothing changes the
+ * rounds back off (3 s, doubling, up to 30 s), as the stream library's v1
+ * liveness probes do: a forward left visible costs the broker's log about
+ * two lines a minute. Any change (a publisher came or went, a forward became
+ * ready, the view was shown again) starts over at 3 s.
  */
 import * as vscode from 'vscode';
 import type { Brokers } from './brokers';
 import type { TunnelManager } from './manager';
 import { publishedQueues } from './debug/probe';
 
-/** How often the queues of ready forwards are checked while the view is visible. */
+/** How soon the queues of ready forwards are checked again after a change, while the view is visible. */
 export const PRESENCE_INTERVAL_MS = 3000;
+/** The longest wait between checks while nothing changes. */
+export const PRESENCE_MAX_INTERVAL_MS = 30_000;
 
 export class PublisherWatch implements vscode.Disposable {
   private timer?: NodeJS.Timeout;
+  private delay = PRESENCE_INTERVAL_MS;
+  private visible = false;
   private round?: Promise<void>;
   private again = false;
   private readonly subscriptions: vscode.Disposable[] = [];
@@ -25,17 +36,20 @@ export class PublisherWatch implements vscode.Disposable {
     view: vscode.TreeView<unknown>,
   ) {
     const visibility = (visible: boolean): void => {
-      clearInterval(this.timer);
+      clearTimeout(this.timer);
       this.timer = undefined;
-      if (!visible) return;
-      void this.check();
-      this.timer = setInterval(() => void this.check(), PRESENCE_INTERVAL_MS);
+      this.visible = visible;
+      this.delay = PRESENCE_INTERVAL_MS;
+      if (visible) void this.check();
     };
     this.subscriptions.push(
       view.onDidChangeVisibility((e) => visibility(e.visible)),
       // A forward that just became ready is checked at once, not at the next round.
       manager.onDidChange((e) => {
-        if (view.visible && e?.spec.kind === 'forward' && e.state === 'ready' && e.publisher === undefined) void this.check();
+        if (view.visible && e?.spec.kind === 'forward' && e.state === 'ready' && e.publisher === undefined) {
+          this.delay = PRESENCE_INTERVAL_MS;
+          void this.check();
+        }
       }),
     );
     visibility(view.visible);
@@ -47,17 +61,31 @@ export class PublisherWatch implements vscode.Disposable {
       this.again = true;
       return this.round;
     }
-    this.round = this.runRound().finally(() => {
+    this.round = this.runRound().then(
+      (changed) => {
+        this.delay = changed ? PRESENCE_INTERVAL_MS : Math.min(this.delay * 2, PRESENCE_MAX_INTERVAL_MS);
+      },
+      () => undefined,
+    ).finally(() => {
       this.round = undefined;
       if (this.again) {
         this.again = false;
         void this.check();
+        return;
       }
+      clearTimeout(this.timer);
+      this.timer = this.visible ? setTimeout(() => void this.check(), this.delay) : undefined;
     });
     return this.round;
   }
 
-  private async runRound(): Promise<void> {
+  /** One round; true when a row's publisher presence changed. */
+  private async runRound(): Promise<boolean> {
+    let changed = false;
+    const set = (e: (typeof forwards)[number], publisher: Parameters<TunnelManager['setPublisher']>[1]): void => {
+      if (e.publisher !== publisher) changed = true;
+      this.manager.setPublisher(e, publisher);
+    };
     const forwards = this.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
     const byBroker = new Map<string, typeof forwards>();
     for (const e of forwards) byBroker.set(e.spec.broker, [...(byBroker.get(e.spec.broker) ?? []), e]);
@@ -65,17 +93,19 @@ export class PublisherWatch implements vscode.Disposable {
       [...byBroker].map(async ([broker, entries]) => {
         try {
           const found = await publishedQueues(await this.brokers.connectUrl(broker), [...new Set(entries.map((e) => e.spec.queue))], 'VS Code amqp-tunnel presence');
-          for (const e of entries) if (e.state === 'ready') this.manager.setPublisher(e, found.get(e.spec.queue));
+          for (const e of entries) if (e.state === 'ready') set(e, found.get(e.spec.queue));
         } catch {
           // The broker is unreachable or refuses the login: the forward's own state says so.
-          for (const e of entries) this.manager.setPublisher(e, undefined);
+          for (const e of entries) set(e, undefined);
         }
       }),
     );
+    return changed;
   }
 
   dispose(): void {
-    clearInterval(this.timer);
+    this.visible = false;
+    clearTimeout(this.timer);
     for (const d of this.subscriptions) d.dispose();
   }
 }

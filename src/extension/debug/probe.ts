@@ -28,7 +28,8 @@ export async function isPublished(url: string, queue: string, connectionName = '
  * per queue: a failed passive declare closes its channel).
  */
 export async function publishedQueues(url: string, queues: readonly string[], connectionName = 'VS Code amqp-tunnel probe'): Promise<Map<string, boolean>> {
-  const conn = await connect(url, { connectionName, livenessInterval: 0 });
+  // A check, not a tunnel: no queues declared ahead of need.
+  const conn = await connect(url, { connectionName, livenessInterval: 0, warmQueues: 0 });
   const out = new Map<string, boolean>();
   try {
     for (const queue of queues) {
