@@ -7,19 +7,11 @@
 import * as os from 'node:os';
 import { connect, type Connection } from '../stream';
 import { describeError } from '../common/errors';
-import { listPublished, type PublisherInfo } from '../tunnel/discovery';
+import { age, listPublished, type PublisherInfo } from '../tunnel/discovery';
+
+export { age };
 import type { Common } from './args';
 import type { Output } from './output';
-
-/** "4s", "3m", "2h", "5d": how long ago `iso` was. */
-export function age(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (!Number.isFinite(s)) return '?';
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h`;
-  return `${Math.floor(s / 86400)}d`;
-}
 
 /** The human table: a header and one row per publisher, columns padded. */
 export function formatTable(list: PublisherInfo[], now = Date.now()): string {

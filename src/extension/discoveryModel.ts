@@ -4,7 +4,7 @@
  * debugger a detected protocol needs, the attach configuration for a
  * published entry, and the words and icons the view and the pick list show.
  */
-import type { DebugProtocol, PublisherInfo } from '../tunnel/discovery';
+import { age, type DebugProtocol, type PublisherInfo } from '../tunnel/discovery';
 
 export interface DebuggerNeed {
   /** What the user calls it. */
@@ -60,15 +60,8 @@ export function protocolIcon(protocol: DebugProtocol): string {
   }
 }
 
-/** "3m", "2h": how long ago `iso` was. */
-export function uptime(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (!Number.isFinite(s)) return '?';
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h`;
-  return `${Math.floor(s / 86400)}d`;
-}
+/** "3m", "2h": how long ago `iso` was (the same words as `amqp-tunnel list`). */
+export const uptime = age;
 
 /** The protocol as words: "Node.js (node.js/v22.3.0)", "Java (JDWP)", "unknown protocol". */
 export function protocolText(info: Pick<PublisherInfo, 'protocol' | 'runtime'>): string {

@@ -420,3 +420,13 @@ export class DiscoveryWatch extends EventEmitter {
     if (!before || JSON.stringify(before.info) !== JSON.stringify(info)) this.emit('change', this.list());
   }
 }
+
+/** "4s", "3m", "2h", "5d": how long ago `iso` was (a publisher's uptime in `list` and the Tunnels view). */
+export function age(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
