@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import { FaultProxy } from './faultproxy';
-import { Cli } from './clirunner';
+import { Cli, spawnCli } from './clirunner';
 import { echoServer } from './support';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -49,14 +49,7 @@ describe('amqp-tunnel under faults (processes, fault proxy, kill -9)', function 
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
-  const cli = (args: string[]): Cli => {
-    const c = new Cli([...args, '--json']);
-    cleanup.push(async () => {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-      await c.exited;
-    });
-    return c;
-  };
+  const cli = (args: string[]): Cli => spawnCli(cleanup, [...args, '--json']);
   const proxy = async (): Promise<FaultProxy> => {
     const p = await new FaultProxy(brokerPort).start();
     cleanup.push(() => p.close());

@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI, Cli } from './clirunner';
+import { CLI, Cli, spawnCli } from './clirunner';
 import { FaultProxy } from './faultproxy';
 import { AMQP_URL as BROKER, uniqueQueue } from './support';
 
@@ -86,14 +86,7 @@ describe('amqp-tunnel passes TCP resets on as resets (processes, Python peers)',
   before(() => {
     assert.ok(fs.existsSync(CLI), `${CLI} is missing: run npm run build first`);
   });
-  const cli = (args: string[]): Cli => {
-    const c = new Cli([...args, '--json']);
-    cleanup.push(async () => {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-      await c.exited;
-    });
-    return c;
-  };
+  const cli = (args: string[]): Cli => spawnCli(cleanup, [...args, '--json']);
   const peer = (args: string[]): Peer => {
     const p = new Peer(args);
     cleanup.push(async () => {

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
-import { CLI, Cli, type Event } from './clirunner';
+import { CLI, Cli, type Event, spawnCli } from './clirunner';
 import { AMQP_URL, echoServer, uniqueQueue } from './support';
 import { FEATURES_HEADER, OFFSET_HEADER, VERSION_HEADER } from '../../src/stream/protocol';
 
@@ -35,14 +35,7 @@ describe('CLI: tunnel secrets and safe defaults (processes, real broker)', funct
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
-  const cli = (args: string[], env?: NodeJS.ProcessEnv): Cli => {
-    const c = new Cli(args, env);
-    cleanup.push(async () => {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-      await c.exited;
-    });
-    return c;
-  };
+  const cli = (args: string[], env?: NodeJS.ProcessEnv): Cli => spawnCli(cleanup, args, env);
   const secretFile = (name: string, content: string): string => {
     const f = path.join(dir, name);
     fs.writeFileSync(f, content, { mode: 0o600 });

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { brokerConnectionNames, echoServer } from './support';
-import { CLI, Cli } from './clirunner';
+import { CLI, Cli, spawnCli } from './clirunner';
 import { freePort } from '../../src/tunnel/spec';
 
 const BROKER = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -90,14 +90,7 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
-  const cli = (args: string[], env?: NodeJS.ProcessEnv): Cli => {
-    const c = new Cli(args, env);
-    cleanup.push(async () => {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-      await c.exited;
-    });
-    return c;
-  };
+  const cli = (args: string[], env?: NodeJS.ProcessEnv): Cli => spawnCli(cleanup, args, env);
 
   before(() => {
     assert.ok(fs.existsSync(CLI), `${CLI} is missing: run npm run build first`);

@@ -87,3 +87,13 @@ export class Cli {
     return (await this.exited).code;
   }
 }
+
+/** Spawn the CLI and register its teardown in `cleanup`: SIGKILL if it still runs, then wait for its exit. */
+export function spawnCli(cleanup: Array<() => Promise<unknown> | void>, args: string[], env?: NodeJS.ProcessEnv): Cli {
+  const c = new Cli(args, env);
+  cleanup.push(async () => {
+    if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    await c.exited;
+  });
+  return c;
+}

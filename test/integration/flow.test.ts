@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { promisify } from 'node:util';
-import { CLI, Cli } from './clirunner';
+import { CLI, Cli, spawnCli } from './clirunner';
 import { uniqueQueue } from './support';
 
 const execFileP = promisify(execFile);
@@ -55,14 +55,7 @@ describe('flow control through the CLI pair (processes, real broker)', function 
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
-  const cli = (args: string[]): Cli => {
-    const c = new Cli(args);
-    cleanup.push(async () => {
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-      await c.exited;
-    });
-    return c;
-  };
+  const cli = (args: string[]): Cli => spawnCli(cleanup, args);
 
   before(() => {
     assert.ok(fs.existsSync(CLI), `${CLI} is missing: run npm run build first`);
