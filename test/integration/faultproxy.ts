@@ -50,6 +50,9 @@ export class FaultProxy {
     return this.pairs.size;
   }
 
+  /** Client connections accepted since start (including ones that closed again). */
+  acceptedCount = 0;
+
   cutAll(): void {
     this.mode = 'cut';
     for (const [a, b] of this.pairs) {
@@ -91,6 +94,7 @@ export class FaultProxy {
   }
 
   private onClient(client: net.Socket): void {
+    this.acceptedCount++;
     client.on('error', () => undefined);
     if (this.mode === 'cut') {
       reset(client);
