@@ -78,7 +78,7 @@ export interface ConnectOptions {
   features?: Feature[];
   /**
    * v2 `credit`: bytes a peer may have in flight to each stream of this
-   * connection before its reader consumed them (default 1 MiB, from 64 KiB to
+   * connection before its reader consumed them (default 8 MiB, from 64 KiB to
    * 16 MiB). It bounds what waits at the broker and in this process per stream.
    */
   window?: number;

@@ -12,8 +12,14 @@
  */
 import { TunnelError } from '../common/errors';
 
-/** Default window: bulk transfers stay at full speed with it on loopback. */
-export const DEFAULT_WINDOW = 1024 * 1024;
+/**
+ * Default window. The window must cover every byte in flight between the
+ * writer and the reader's application (socket buffers at both ends and the
+ * broker), or the writer idles waiting for grants: CLI pair upload of 256 MiB
+ * on loopback measured 187 MiB/s with 1 MiB, 216 with 2, 259 with 4, 276 with
+ * 8 MiB (raw amqplib: about 410 in the same runs).
+ */
+export const DEFAULT_WINDOW = 8 * 1024 * 1024;
 export const MIN_WINDOW = 64 * 1024;
 export const MAX_WINDOW = 16 * 1024 * 1024;
 
@@ -98,6 +104,20 @@ export class CreditSender {
   /** Bytes that may be sent now. */
   get room(): number {
     return Math.max(0, this.limit - this.sent);
+  }
+
+  /**
+   * How much of a message of `size` bytes to send now: all of it when it
+   * fits; a piece of it only when at least a quarter window is free, so a
+   * sliver of room never becomes a tiny message (each message costs the
+   * broker as much work as a full one). Cannot stall: a sender left with less
+   * than a quarter window has more than three quarters unconsumed, and the
+   * reader grants every quarter window it reads.
+   */
+  sendable(size: number): number {
+    const room = this.room;
+    if (size <= room) return size;
+    return room >= this.peerWindow / 4 ? room : 0;
   }
 
   /** Record `n` sent bytes (the caller keeps within `room`). */

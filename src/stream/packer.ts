@@ -1,7 +1,7 @@
 /**
  * Coalesces small writes and splits large ones. A debugger protocol writes
  * many small frames; sending each as its own AMQP message costs a broker
- * round of work per frame. Writes made in the same tick are gathered and
+ * round of work per frame. Writes made close together are gathered and
  * sent as one message, and no message is larger than `maxMessageSize`.
  */
 export class MessagePacker {

@@ -180,7 +180,8 @@ export function open(key: Buffer, offset: number, sealed: Buffer): Buffer {
   d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
   const head = d.update(sealed.subarray(0, sealed.length - TAG_BYTES));
   try {
-    return Buffer.concat([head, d.final()]);
+    const tail = d.final(); // verifies the tag: nothing is returned before it has
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
   } catch {
     throw protocolError(`the data message at offset ${offset} does not authenticate (altered, replayed, reordered or forged)`);
   }

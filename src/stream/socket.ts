@@ -2,7 +2,7 @@
  * A stream over AMQP, shaped like net.Socket: a Duplex that implements only
  * `_read`, `_write`, `_final` and `_destroy`.
  *
- * - Writes made in one tick are coalesced into one message; large writes are
+ * - Writes made in one tick are coalesced into one message (large writes: in one turn of the event loop); large writes are
  *   split at `maxMessageSize`. When amqplib's `publish()` returns false the
  *   write callback waits for the channel's 'drain'.
  * - v2 `credit` (flow.ts): the writer never sends beyond the peer's grant
@@ -73,6 +73,7 @@ import {
   resolveSecret,
 } from './auth';
 import type { StreamCipher } from './aead';
+import { TAG_BYTES } from './secure';
 
 export interface SocketOptions {
   /** As in net: when false (default), the socket ends its writable side when the peer ends. */
@@ -87,6 +88,8 @@ export interface SocketOptions {
 
 const EMPTY = Buffer.alloc(0);
 const DATA_OPTIONS = publishOptions();
+/** Writes at least this large wait for the end of the event loop's turn before a partial message is sent (see _write). */
+const COALESCE_ABOVE = 16 * 1024;
 const PING_OPTIONS = pingOptions();
 
 type State = 'opening' | 'handshaking' | 'open' | 'closed';
@@ -257,7 +260,7 @@ export class StreamSocket extends Duplex {
   _start(transport: StreamHost, serverQueue: string): void {
     this.transport = transport;
     this.serverQueue = serverQueue;
-    this.packer = new MessagePacker(transport.options.maxMessageSize);
+    this.packer = this.newPacker(transport);
     transport.track(this);
     // The timer covers the whole opening, queue setup included: a broker that
     // blocks or stops answering never leaves a connect pending.
@@ -290,6 +293,18 @@ export class StreamSocket extends Duplex {
         transport.publish(serverQueue, EMPTY, publishOptions({ replyTo: consumer.queue, headers }));
       })
       .catch((err: unknown) => this.destroy(asTunnelError(err, 'ECONNRESET', `could not open a stream to '${serverQueue}'`)));
+  }
+
+  /**
+   * With a tunnel secret, `aead` may add a 16-byte tag to every data message:
+   * leave room for it, so that a sealed message still fits the frames that
+   * `maxMessageSize` was chosen for (a tag spilling into a frame of its own
+   * cost an extra frame per message).
+   */
+  private newPacker(transport: StreamHost): MessagePacker {
+    const size = transport.options.maxMessageSize;
+    const secret = this.ownSecret ?? transport.options.secret;
+    return new MessagePacker(secret && size > 2 * TAG_BYTES ? size - TAG_BYTES : size);
   }
 
   private openTimeoutError(ms: number): TunnelError {
@@ -326,7 +341,7 @@ export class StreamSocket extends Duplex {
     this.role = 'listener';
     this.transport = transport;
     this.serverQueue = serverQueue;
-    this.packer = new MessagePacker(transport.options.maxMessageSize);
+    this.packer = this.newPacker(transport);
     transport.track(this);
     // One deadline for the whole accept: the queue (warm or declared) and the broker's confirm of our answer.
     const acceptBy = Date.now() + transport.options.handshakeTimeout;
@@ -775,13 +790,22 @@ export class StreamSocket extends Duplex {
     for (const msg of this.packer!.add(chunk)) this.enqueue(msg);
     if (this.packer!.pending > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(() => this.flush());
+      // A large write (a TCP source hands over up to 64 KiB per read) means more
+      // is probably on its way in this turn of the event loop: gather it until
+      // setImmediate, after all of libuv's reads, so bulk data leaves in full
+      // messages (flushing each 64 KiB read on its own doubled the broker's
+      // work per byte). A small write is interactive: it leaves at the end of
+      // this tick, without waiting for the loop.
+      if (chunk.length >= COALESCE_ABOVE) setImmediate(this.flushNow);
+      else process.nextTick(this.flushNow);
     }
     this.afterSent(() => {
       if (this.transport!.needsDrain) this.transport!.whenDrained(() => cb());
       else cb();
     });
   }
+
+  private readonly flushNow = (): void => this.flush();
 
   private flush(): void {
     this.flushScheduled = false;
@@ -804,15 +828,15 @@ export class StreamSocket extends Duplex {
   private pump(): void {
     const tx = this.tx!;
     while (this.outq.length > 0 && !this.destroyed) {
-      const room = tx.room;
-      if (room === 0) return;
       const head = this.outq[0]!;
-      if (head.length <= room) {
+      const n = tx.sendable(head.length);
+      if (n === 0) return;
+      if (n === head.length) {
         this.outq.shift();
         this.send(head);
       } else {
-        this.outq[0] = head.subarray(room);
-        this.send(head.subarray(0, room));
+        this.outq[0] = head.subarray(n);
+        this.send(head.subarray(0, n));
       }
     }
     if (this.outq.length > 0) return;

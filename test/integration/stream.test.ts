@@ -4,6 +4,7 @@
 import * as assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import * as net from 'node:net';
 import * as amqp from 'amqplib';
 import { connect, dial, listen, type Connection, type StreamServer, type StreamSocket } from '../../src/stream';
 import { v1Dial, v1Listen, type V1Stream } from './v1peer';
@@ -505,6 +506,35 @@ describe('stream library (real broker)', function () {
       streams[0]!.received.map((b) => b.length),
       [131_064, 131_064, 300_000 - 2 * 131_064],
     );
+    sock.destroy();
+    await streams[0]!.close();
+  });
+
+  it('sends bulk data piped from a TCP socket in full messages, not one message per 64 KiB read', async () => {
+    const q = uniqueQueue('bulkpack');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const streams: V1Stream[] = [];
+    const l = await v1Listen(raw, q, (s) => streams.push(s));
+    cleanups.push(() => l.close());
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    await once(sock, 'connect');
+    // A real TCP source: Node reads it 64 KiB at a time, several reads per turn of the event loop.
+    const server = net.createServer((tcp) => tcp.pipe(sock));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const total = 16 * 1024 * 1024;
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    client.end(Buffer.alloc(total, 5));
+    await waitFor(async () => streams.length === 1);
+    await streams[0]!.ended;
+    const sizes = streams[0]!.received.map((b) => b.length);
+    assert.equal(sizes.reduce((a, b) => a + b, 0), total);
+    // Each message costs the broker about as much as a full one: flushing every
+    // 64 KiB read on its own sent no full (131,064-byte) message at all.
+    const inFull = sizes.filter((n) => n === 131_064).length * 131_064;
+    assert.ok(inFull >= total / 2, `only ${inFull} of ${total} bytes went in full messages (sizes: ${sizes.slice(0, 12).join(', ')} ...)`);
     sock.destroy();
     await streams[0]!.close();
   });

@@ -6,7 +6,7 @@ import { headerInt, offsetProblem } from '../../src/stream/protocol';
 describe('credit window (flow.ts)', () => {
   it('takes a window from 64 KiB to 16 MiB and refuses anything else with a message naming the range', () => {
     assert.equal(resolveWindow(undefined), DEFAULT_WINDOW);
-    assert.equal(DEFAULT_WINDOW, 1024 * 1024);
+    assert.equal(DEFAULT_WINDOW, 8 * 1024 * 1024);
     assert.equal(resolveWindow(MIN_WINDOW), 64 * 1024);
     assert.equal(resolveWindow(MAX_WINDOW), 16 * 1024 * 1024);
     for (const bad of [MIN_WINDOW - 1, MAX_WINDOW + 1, 0, -5, 1.5 * MIN_WINDOW + 0.5, NaN]) {
@@ -84,6 +84,15 @@ describe('credit window (flow.ts)', () => {
     assert.equal(rx2.arrive(1), false);
   });
 
+  it('splits a message to fit the window only when at least a quarter window is free (no tiny messages)', () => {
+    const tx = new CreditSender(1024);
+    tx.take(1000); // 24 bytes of room
+    assert.equal(tx.sendable(10), 10, 'a message that fits goes whole');
+    assert.equal(tx.sendable(100), 0, 'a 24-byte sliver of a 100-byte message waits for the next grant');
+    assert.equal(tx.grant(800), 'more'); // room 824
+    assert.equal(tx.sendable(2000), 824, 'with a quarter window free, the head is split to fill it');
+  });
+
   it('a sender and a receiver together never stall while the reader keeps reading (every split size)', () => {
     for (const window of [4, 7, 64]) {
       for (const messageSize of [1, 3, 5, 64, 100]) {
@@ -95,7 +104,7 @@ describe('credit window (flow.ts)', () => {
         let read = 0;
         for (let steps = 0; read < total; steps++) {
           assert.ok(steps < 100_000, `stalled at window ${window}, message ${messageSize}`);
-          const n = Math.min(queued, messageSize, tx.room);
+          const n = queued > 0 ? tx.sendable(Math.min(queued, messageSize)) : 0;
           if (n > 0) {
             tx.take(n);
             queued -= n;
