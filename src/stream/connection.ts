@@ -427,14 +427,25 @@ export class Connection extends EventEmitter implements StreamHost {
     if (this.sockets.size === 0) this.liveness.stop();
   }
 
-  /** A channel of its own (for example for discovery); closing it is the caller's job. */
-  openChannel(): Promise<Channel>;
-  /** A confirm channel, when the caller must know that what it published reached the broker before it closes the channel. */
+  /**
+   * A channel of its own (for example for discovery); closing it is the
+   * caller's job. By default on the consuming connection: declare, consume
+   * and ack there, never publish (under a broker alarm, a connection that
+   * publishes is blocked, and with it every ack on it, which is what lets
+   * the alarm clear). `{ publish: true }` gives a channel on the publishing
+   * connection for that.
+   */
+  openChannel(options?: { publish?: boolean }): Promise<Channel>;
+  /** A confirm channel (on the publishing connection), when the caller must know that what it published reached the broker before it closes the channel. */
   openChannel(options: { confirm: true }): Promise<ConfirmChannel>;
-  async openChannel(options: { confirm?: boolean } = {}): Promise<Channel> {
+  async openChannel(options: { confirm?: boolean; publish?: boolean } = {}): Promise<Channel> {
     this.assertUsable();
-    // A confirm channel is for publishing: on the publishing connection, so an alarm never blocks our acks.
-    const ch = options.confirm ? await this.pubModel.createConfirmChannel() : await this.model.createChannel();
+    // Publishing happens on the publishing connection, so an alarm never blocks our acks.
+    const ch = options.confirm
+      ? await this.pubModel.createConfirmChannel()
+      : options.publish
+        ? await this.pubModel.createChannel()
+        : await this.model.createChannel();
     ch.on('error', (err: Error) => this.options.logger.debug(`channel error: ${describeError(err)}`));
     return ch;
   }

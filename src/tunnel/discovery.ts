@@ -133,9 +133,20 @@ async function declareExchange(ch: Channel): Promise<void> {
 const GOODBYE_TIMEOUT_MS = 1000;
 
 /** Close a channel in order, ignoring a channel that is closed already. */
+/** Longest we wait for the broker to confirm a channel's close: it reads nothing from a connection it blocked (an alarm), so the close is left to finish by itself. */
+const CLOSE_WAIT_MS = 1000;
+
 async function closeQuietly(ch: Channel | undefined): Promise<void> {
   if (!ch) return;
-  await ch.close().catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    ch.close().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_WAIT_MS);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 // ---- the publisher's side ------------------------------------------------------
@@ -221,9 +232,14 @@ function byQueue(a: PublisherInfo, b: PublisherInfo): number {
  */
 export async function listPublished(link: DiscoveryLink, options: { waitMs?: number } = {}): Promise<PublisherInfo[]> {
   const waitMs = options.waitMs ?? DEFAULT_LIST_WAIT_MS;
+  // Consume on the consuming connection, publish the query on the publishing
+  // one: a connection that publishes during a broker alarm is blocked, and the
+  // tunnels' acks on the consuming connection must keep flowing.
   const ch = await link.openChannel();
+  let pub: Channel | undefined;
   const found = new Map<string, PublisherInfo>();
   try {
+    pub = await link.openChannel({ publish: true });
     await declareExchange(ch);
     const { queue } = await ch.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
     const id = randomUUID();
@@ -236,9 +252,10 @@ export async function listPublished(link: DiscoveryLink, options: { waitMs?: num
       },
       { noAck: true, exclusive: true },
     );
-    ch.publish(DISCOVERY_EXCHANGE, QUERY_KEY, Buffer.alloc(0), { type: MESSAGE_TYPES.query, replyTo: queue, correlationId: id, deliveryMode: 1 });
+    pub.publish(DISCOVERY_EXCHANGE, QUERY_KEY, Buffer.alloc(0), { type: MESSAGE_TYPES.query, replyTo: queue, correlationId: id, deliveryMode: 1 });
     await new Promise((resolve) => setTimeout(resolve, waitMs));
   } finally {
+    await closeQuietly(pub);
     await closeQuietly(ch);
   }
   return [...found.values()].sort(byQueue);
@@ -273,6 +290,8 @@ export class DiscoveryWatch extends EventEmitter {
   private readonly windowMs: number;
   private readonly log: Logger;
   private channel?: Channel;
+  /** The query goes out on the publishing connection (see listPublished). */
+  private pubChannel?: Channel;
   private replyQueue?: string;
   private opening?: Promise<Channel>;
   private timer?: NodeJS.Timeout;
@@ -327,34 +346,48 @@ export class DiscoveryWatch extends EventEmitter {
     clearTimeout(this.timer);
     this.timer = undefined;
     const ch = this.channel;
+    const pub = this.pubChannel;
     this.channel = undefined;
+    this.pubChannel = undefined;
+    await closeQuietly(pub);
     await closeQuietly(ch);
   }
 
   private async open(): Promise<Channel> {
-    if (this.channel) return this.channel;
+    if (this.channel && this.pubChannel) return this.pubChannel;
     this.opening ??= (async () => {
       const link = await this.transport.acquire();
       const ch = await link.openChannel();
-      ch.on('close', () => {
+      let pub: Channel | undefined;
+      // Either channel closing ends both: the next round opens a pair again.
+      const drop = (): void => {
         if (this.channel === ch) this.channel = undefined;
-      });
+        if (this.pubChannel === pub) this.pubChannel = undefined;
+        void closeQuietly(pub);
+        void closeQuietly(ch);
+      };
+      ch.on('close', drop);
       try {
+        pub = await link.openChannel({ publish: true });
+        pub.on('close', drop);
         await declareExchange(ch);
         const { queue } = await ch.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
         await ch.bindQueue(queue, DISCOVERY_EXCHANGE, ANNOUNCE_KEY);
         await ch.consume(queue, (msg) => this.onMessage(msg), { noAck: true, exclusive: true });
         this.replyQueue = queue;
       } catch (err) {
+        await closeQuietly(pub);
         await closeQuietly(ch);
         throw err;
       }
       if (this.stopped) {
+        await closeQuietly(pub);
         await closeQuietly(ch);
         throw new Error('stopped');
       }
       this.channel = ch;
-      return ch;
+      this.pubChannel = pub;
+      return pub;
     })().finally(() => {
       this.opening = undefined;
     });

@@ -13,6 +13,8 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { CLI, Cli } from './clirunner';
+import { connect } from '../../src/stream';
+import { listPublished } from '../../src/tunnel/discovery';
 import { echoServer } from './support';
 import { startTestNode, type TestNode } from './testnode';
 
@@ -109,5 +111,31 @@ describe('broker alarms (own RabbitMQ node, CLI pair)', function () {
     assert.ok(receivedAtAlarm < total);
     assert.equal(await pub.stop(), 0);
     assert.equal(await fwd.stop(), 0);
+  });
+
+  it('blocks only the publishing connection when a discovery list runs during an alarm: the consuming one, which carries the acks that let the alarm clear, keeps running', async () => {
+    const name = `alarm-list-${process.pid}-${Date.now()}`;
+    const conn = await connect(node.url('guest', 'guest'), { connectionName: name, warmQueues: 0 });
+    cleanup.push(() => conn.close());
+    await node.ctl('set_vm_memory_high_watermark', '0.0001');
+    cleanup.push(() => node.ctl('set_vm_memory_high_watermark', '0.4'));
+    // State by the name our connections give themselves (in their client properties).
+    const states = async (): Promise<Map<string, string>> => {
+      const found = new Map<string, string>();
+      for (const line of (await node.ctl('list_connections', 'client_properties', 'state', '--no-table-headers', '--quiet')).split('\n')) {
+        for (const role of ['publish', 'consume']) {
+          if (line.includes(`${name} (${role})`)) found.set(`${name} (${role})`, line.trim().split('\t').pop()!);
+        }
+      }
+      return found;
+    };
+    // The alarm is in effect once the node flags our connections.
+    for (let i = 0; i < 100 && (await states()).get(`${name} (consume)`) !== 'blocking'; i++) await new Promise((r) => setTimeout(r, 100));
+    await listPublished(conn, { waitMs: 300 });
+    await new Promise((r) => setTimeout(r, 500));
+    const after = await states();
+    // The query was published during the alarm (so this test can fail), on the publishing connection only.
+    assert.equal(after.get(`${name} (publish)`), 'blocked', `connection states: ${JSON.stringify([...after])}`);
+    assert.notEqual(after.get(`${name} (consume)`), 'blocked', `connection states: ${JSON.stringify([...after])}`);
   });
 });
