@@ -68,6 +68,17 @@ describe('stream library (real broker)', function () {
     s.pipe(s);
   }
 
+  /** A v1 (Go library) listener on a fresh queue, closed after the test; `streams` fills as clients connect. */
+  async function v1Peer(label: string): Promise<{ q: string; streams: V1Stream[] }> {
+    const q = uniqueQueue(label);
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close());
+    const streams: V1Stream[] = [];
+    const l = await v1Listen(raw, q, (s) => streams.push(s));
+    cleanups.push(() => l.close());
+    return { q, streams };
+  }
+
   it('echoes what a client writes, and both ends close cleanly', async () => {
     const q = uniqueQueue('echo');
     await serve(q, echo);
@@ -490,12 +501,7 @@ describe('stream library (real broker)', function () {
   });
 
   it('by default sends no message larger than one AMQP body frame (frame_max - 8)', async () => {
-    const q = uniqueQueue('frame');
-    const raw = await amqp.connect(AMQP_URL);
-    cleanups.push(() => raw.close());
-    const streams: V1Stream[] = [];
-    const l = await v1Listen(raw, q, (s) => streams.push(s));
-    cleanups.push(() => l.close());
+    const { q, streams } = await v1Peer('frame');
     const sock = conn.connect(q, { allowHalfOpen: true });
     await once(sock, 'connect');
     sock.end(Buffer.alloc(300_000, 2));
@@ -511,12 +517,7 @@ describe('stream library (real broker)', function () {
   });
 
   it('sends bulk data piped from a TCP socket in full messages, not one message per 64 KiB read', async () => {
-    const q = uniqueQueue('bulkpack');
-    const raw = await amqp.connect(AMQP_URL);
-    cleanups.push(() => raw.close());
-    const streams: V1Stream[] = [];
-    const l = await v1Listen(raw, q, (s) => streams.push(s));
-    cleanups.push(() => l.close());
+    const { q, streams } = await v1Peer('bulkpack');
     const sock = conn.connect(q, { allowHalfOpen: true });
     await once(sock, 'connect');
     // A real TCP source: Node reads it 64 KiB at a time, several reads per turn of the event loop.
@@ -540,12 +541,7 @@ describe('stream library (real broker)', function () {
   });
 
   it('coalesces many small writes in one tick into one message, and splits large writes', async () => {
-    const q = uniqueQueue('coalesce');
-    const raw = await amqp.connect(AMQP_URL);
-    cleanups.push(() => raw.close());
-    const streams: V1Stream[] = [];
-    const l = await v1Listen(raw, q, (s) => streams.push(s));
-    cleanups.push(() => l.close());
+    const { q, streams } = await v1Peer('coalesce');
     const c = await connect(AMQP_URL, { maxMessageSize: 1000 });
     cleanups.push(() => c.close());
     const sock = c.connect(q, { allowHalfOpen: true });
