@@ -179,6 +179,16 @@ const DEFAULTS = {
 
 
 /**
+ * Frames amqplib may hold for the shared publish channel before publish()
+ * returns false and streams wait for 'drain' (amqplib's default is 1,024
+ * frames: up to 128 MiB). Everything every stream publishes waits in this one
+ * FIFO, so its size is how long a small message (a debugger's step) can wait
+ * behind another stream's bulk data, and how much a stream without a credit
+ * window (a v1 peer) can pile up in memory: 16 frames is 2 MiB, a few ms.
+ */
+const PUBLISH_BUFFER_FRAMES = 16;
+
+/**
  * The default largest message body: 128 KiB, but never more than one body
  * frame. amqplib splits a body into frames of frame_max - 8 bytes, and
  * RabbitMQ's default frame_max is 128 KiB, so a 128 KiB body went out as two
@@ -544,7 +554,7 @@ export class Connection extends EventEmitter implements StreamHost {
       ch.on('close', () => this.onChannelClosed(set, what, failure));
     };
     try {
-      const pub = await this.pubModel.createConfirmChannel();
+      const pub = await this.pubModel.createConfirmChannel({ highWaterMark: PUBLISH_BUFFER_FRAMES });
       watch(pub, 'publish channel');
       pub.on('return', (msg: Message) => this.onReturn(msg));
       pub.on('drain', () => this.onDrain());
