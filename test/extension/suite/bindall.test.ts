@@ -17,7 +17,7 @@ import { COMMANDS } from '../../../src/extension/ids';
 import { ALL_INTERFACES_ACTION } from '../../../src/extension/tunnelSecrets';
 import { freePort } from '../../../src/tunnel/spec';
 import { publish, type PublishTunnel } from '../../../src/tunnel';
-import { clearNotifications, clickNotificationButton, connectError, echoServer, extensionApi, notificationText, roundTrip, run, uniqueQueue } from './helpers';
+import { clearNotifications, clickNotificationButton, connectError, echoServer, extensionApi, notificationText, roundTrip, run, uniqueQueue, useTestBroker } from './helpers';
 
 describe('a forward on every interface asks first', function () {
   this.timeout(90_000);
@@ -28,12 +28,13 @@ describe('a forward on every interface asks first', function () {
   let queue: string;
   let port: number;
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
     echo = await echoServer();
     queue = uniqueQueue('bindall');
     port = await freePort();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
     publisher = publish({ queue, broker: 'amqp://guest:guest@127.0.0.1:5672', target: `127.0.0.1:${echo.port}` });
     await publisher.ready;
   });
@@ -42,7 +43,6 @@ describe('a forward on every interface asks first', function () {
     for (const e of api.manager.list().filter((x) => x.spec.queue === queue)) await api.manager.remove(e);
     await publisher?.stop();
     await echo?.close();
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   const question = (): string => `Forward '${queue}' on every network interface (0.0.0.0:${port})?`;

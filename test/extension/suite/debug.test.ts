@@ -17,10 +17,9 @@ import { COMMANDS, TASK_TYPE } from '../../../src/extension/ids';
 import type { TunnelSummary } from '../../../src/extension/services';
 import { FaultProxy } from '../../integration/faultproxy';
 import { debuggerPickItems } from '../../../src/extension/debug/attach';
-import { EXTENSION_ID, answerQuickPick, clearNotifications, clickNotificationButton, connectError, extensionApi, itemOf, quickInputShowing, run, typeIntoQuickInput, uniqueQueue, waitFor, workbenchPage } from './helpers';
+import { EXTENSION_ID, answerQuickPick, clearNotifications, clickNotificationButton, connectError, extensionApi, itemOf, quickInputShowing, run, typeIntoQuickInput, uniqueQueue, waitFor, workbenchPage, useTestBroker } from './helpers';
 
 const BROKER = 'debug-broker';
-const BROKER_ADDRESS = 'amqp://guest@127.0.0.1:5672';
 
 /** A child process with its output kept, and a way to wait for a line. */
 class Child {
@@ -177,10 +176,11 @@ describe('debugging a remote Node program through a tunnel', function () {
     }
   }
 
+  useTestBroker(BROKER);
+
   before(async function () {
     api = await extensionApi();
     folder = vscode.workspace.workspaceFolders![0];
-    await run(COMMANDS.addBroker, { name: BROKER, url: BROKER_ADDRESS, password: 'guest' });
     remote = await remoteNodeProgram(queue);
     taskPort = await freePort();
     shortPort = await freePort();
@@ -214,7 +214,6 @@ describe('debugging a remote Node program through a tunnel', function () {
 
   after(async () => {
     remote?.stop();
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   it('a launch configuration with an amqp-tunnel preLaunchTask attaches; the task keeps the forward until it is terminated', async () => {

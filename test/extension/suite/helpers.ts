@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { TunnelSummary } from '../../../src/extension/services';
 import type { TunnelEntry } from '../../../src/extension/manager';
+import { COMMANDS } from '../../../src/extension/ids';
 
 export const EXTENSION_ID = 'amqp-tunnel.amqp-tunnel';
 
@@ -143,6 +144,18 @@ export function entryOf(api: AmqpTunnelApi, s: TunnelSummary): TunnelEntry {
 
 export async function run<T>(command: string, ...args: unknown[]): Promise<T> {
   return (await vscode.commands.executeCommand(command, ...args)) as T;
+}
+
+/** The real broker of the suites, as a user adds it: the URL in settings has only the user, the password goes to the secret store. */
+export const TEST_BROKER_URL = 'amqp://guest@127.0.0.1:5672';
+
+/**
+ * In a describe(), before its own hooks: Add Broker `name` (TEST_BROKER_URL,
+ * password guest) before its tests, Remove Broker after them.
+ */
+export function useTestBroker(name: string): void {
+  before(() => run(COMMANDS.addBroker, { name, url: TEST_BROKER_URL, password: 'guest' }));
+  after(() => run(COMMANDS.removeBroker, { name }));
 }
 
 /**

@@ -14,7 +14,7 @@ import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { TunnelSummary } from '../../../src/extension/services';
 import { COMMANDS, CONFIG_SECTION } from '../../../src/extension/ids';
 import { publish, type PublishTunnel } from '../../../src/tunnel';
-import { EXTENSION_ID, echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor } from './helpers';
+import { EXTENSION_ID, echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor, useTestBroker } from './helpers';
 import { readZip } from './zip';
 
 describe('tunnel secrets in a real VS Code', function () {
@@ -26,10 +26,11 @@ describe('tunnel secrets in a real VS Code', function () {
   let publisher: PublishTunnel | undefined;
   const started: TunnelSummary[] = [];
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
     echo = await echoServer();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
   });
 
   after(async () => {
@@ -40,7 +41,6 @@ describe('tunnel secrets in a real VS Code', function () {
     await publisher?.stop();
     await echo.close();
     await run(COMMANDS.setTunnelSecret, { broker: BROKER, secret: '' });
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   /** Connect, write, and resolve when the connection closes: 'echoed' or 'reset'. */
