@@ -35,7 +35,6 @@ import { askChecked, pickBroker, pickTunnel } from './prompts';
 import { summary, type Services, type TunnelSummary } from './services';
 import { discoveredQueueItems } from './discoveryAttach';
 import { formatHostPort, freePort, parseBind, parseTarget } from '../tunnel/spec';
-import { confirmAllInterfaces } from './tunnelSecrets';
 
 type TunnelRef = Node | { id: string } | undefined;
 
@@ -117,8 +116,7 @@ async function forwardCommand(s: Services, args: { broker?: string; queue?: stri
     value: String(await freePort().catch(() => 0)),
   });
   if (bind === undefined) return undefined;
-  // Listening on every interface exposes the remote port to the network: asked first (tunnelSecrets.ts).
-  if (!(await confirmAllInterfaces(parseBind(bind)))) return undefined;
+  // Listening on every interface exposes the remote port to the network: TunnelManager asks first (tunnelSecrets.ts).
   return startTunnel(s, { kind: 'forward', broker, queue, address: formatHostPort(parseBind(bind)) });
 }
 

@@ -18,8 +18,8 @@
 import * as vscode from 'vscode';
 import type { PublisherInfo } from '../tunnel/discovery';
 import type { Services } from './services';
-import { installedDebugTypes, DEBUGGER_CHOICES } from './debug/attach';
-import { attachConfiguration, debuggerFor, installedType, entryDescription, entryDetail } from './discoveryModel';
+import { installedDebugTypes } from './debug/attach';
+import { attachConfiguration, debuggerFor, debuggerOfType, debuggerRows, installedType, entryDescription, entryDetail } from './discoveryModel';
 import { isPublishedEntry, type PublishedSection } from './discoveryTree';
 import { COMMANDS } from './ids';
 
@@ -92,7 +92,7 @@ export function registerPublished(context: vscode.ExtensionContext, s: Services,
   const debugType = async (info: PublisherInfo, explicit?: string): Promise<{ type: string; extra: Record<string, unknown> } | undefined> => {
     const installed = installedDebugTypes();
     if (explicit) {
-      const need = DEBUGGER_CHOICES.find((c) => c.types.includes(explicit));
+      const need = debuggerOfType(explicit);
       return { type: explicit, extra: need?.extra ?? {} };
     }
     const need = debuggerFor(info.protocol);
@@ -108,10 +108,7 @@ export function registerPublished(context: vscode.ExtensionContext, s: Services,
       return undefined;
     }
     const pick = await vscode.window.showQuickPick(
-      DEBUGGER_CHOICES.map((c) => {
-        const t = c.types.find((x) => installed.has(x));
-        return { label: c.label, description: t ? `type "${t}"` : 'its debugger extension is not installed', type: t ?? c.types[0]!, extra: c.extra };
-      }),
+      debuggerRows(installed).map((r) => ({ label: r.label, description: r.description, type: r.type ?? r.need.types[0]!, extra: r.need.extra })),
       { title: `Attach Debugger to ${info.queue} (${entryDescription(info)})`, placeHolder: 'The protocol was not detected: what runs on the remote side?' },
     );
     return pick && { type: pick.type, extra: pick.extra };

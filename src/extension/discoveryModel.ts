@@ -18,12 +18,48 @@ export interface DebuggerNeed {
   extra: Record<string, unknown>;
 }
 
+/**
+ * The one table of debuggers the extension attaches with: by detected
+ * protocol (one-click attach of a published entry) and, in this order, the
+ * "What runs on the remote side?" pick (Attach Debugger on a forward, and a
+ * published entry whose protocol was not detected).
+ */
 export const DEBUGGERS: Record<Exclude<DebugProtocol, 'unknown'>, DebuggerNeed> = {
   node: { label: 'Node.js', types: ['node', 'pwa-node'], extensionId: 'ms-vscode.js-debug', extensionName: 'JavaScript Debugger', extra: {} },
   python: { label: 'Python (debugpy)', types: ['debugpy', 'python'], extensionId: 'ms-python.debugpy', extensionName: 'Python Debugger', extra: { justMyCode: false } },
   java: { label: 'Java', types: ['java'], extensionId: 'vscjava.vscode-java-debug', extensionName: 'Debugger for Java', extra: {} },
   go: { label: 'Go (Delve)', types: ['go'], extensionId: 'golang.go', extensionName: 'Go', extra: { mode: 'remote' } },
 };
+
+/** The debuggers in pick order. */
+export const DEBUGGER_LIST: readonly DebuggerNeed[] = Object.values(DEBUGGERS);
+
+/** The debugger that runs debug type `type` ('pwa-node' is Node.js), if it is one of ours. */
+export function debuggerOfType(type: string): DebuggerNeed | undefined {
+  return DEBUGGER_LIST.find((d) => d.types.includes(type));
+}
+
+export interface DebuggerRow {
+  label: string;
+  /** The installed type, or which extension is missing. */
+  description: string;
+  need: DebuggerNeed;
+  /** The installed type, undefined when the debugger's extension is missing. */
+  type?: string;
+}
+
+/** The "What runs on the remote side?" rows: installed debuggers say their type, missing ones which extension they need. */
+export function debuggerRows(installed: Set<string>): DebuggerRow[] {
+  return DEBUGGER_LIST.map((need) => {
+    const type = installedType(need, installed);
+    return { label: need.label, description: type ? `type "${type}"` : `not installed: needs the ${need.extensionName} extension (${need.extensionId})`, need, type };
+  });
+}
+
+/** The sentence for a debugger whose extension is missing. */
+export function missingDebuggerMessage(need: DebuggerNeed): string {
+  return `attaching to ${need.label} needs the ${need.extensionName} extension (${need.extensionId}), which is not installed — install it from the Extensions view, then attach again`;
+}
 
 /** The debugger a detected protocol needs, or undefined when the protocol is unknown. */
 export function debuggerFor(protocol: DebugProtocol): DebuggerNeed | undefined {

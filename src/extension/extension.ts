@@ -8,7 +8,7 @@ import { Brokers } from './brokers';
 import { registerCommands, reportError } from './commands';
 import type { Services } from './services';
 import { COMMANDS, CONFIG_SECTION, CONTEXT, SETTINGS, VIEWS } from './ids';
-import { TunnelSecrets, setTunnelSecretCommand } from './tunnelSecrets';
+import { TunnelSecrets, confirmAllInterfaces, setTunnelSecretCommand } from './tunnelSecrets';
 import { registerDebugSupport, type DebugSupport } from './debug';
 import { KeptTunnels } from './kept';
 import { TunnelLog } from './log';
@@ -38,7 +38,7 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   const brokers = new Brokers(context.secrets);
   const log = new TunnelLog(() => brokers.knownSecrets);
   const tunnelSecrets = new TunnelSecrets(context.secrets, brokers.knownSecrets);
-  const manager = new TunnelManager(brokers, log, tunnelSecrets);
+  const manager = new TunnelManager(brokers, log, tunnelSecrets, confirmAllInterfaces);
   const kept = new KeptTunnels(() => brokers.list()[0]?.name);
   const tree = new TunnelTree(manager, (e) => kept.has(e.spec), brokers);
   const statusBar = new TunnelStatusBar(manager);

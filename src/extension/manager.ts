@@ -6,13 +6,14 @@
  */
 import * as vscode from 'vscode';
 import { forward, publish, type Tunnel, type TunnelState, type TunnelStats, type ForwardTunnel } from '../tunnel';
-import { formatHostPort } from '../tunnel/spec';
+import { formatHostPort, parseBind, type HostPort } from '../tunnel/spec';
 import { redactUrl } from '../stream/url';
 import type { Logger } from '../common/logger';
 import type { Brokers } from './brokers';
 import { CONFIG_SECTION, SETTINGS } from './ids';
 import { scrub, specKey, type TunnelSpec } from './model';
 import type { TunnelSecrets } from './tunnelSecrets';
+import { bindNotConfirmedMessage, isAllInterfaces } from './secretModel';
 
 /** How often the tree's byte counts refresh while connections are open. */
 const STATS_INTERVAL_MS = 1000;
@@ -79,10 +80,16 @@ export class TunnelManager implements vscode.Disposable {
   /** Tunnels with open connections: their counts refresh every second. */
   private readonly busy = new Set<TunnelEntry>();
 
+  /**
+   * `confirmAllInterfaces` is asked before every start of a forward that
+   * would listen on every interface (0.0.0.0, ::), whoever starts it; a
+   * "no" starts nothing and rejects with ERR_BIND_NOT_CONFIRMED.
+   */
   constructor(
     private readonly brokers: Brokers,
     private readonly log: Logger,
     private readonly tunnelSecrets?: TunnelSecrets,
+    private readonly confirmAllInterfaces?: (queue: string, bind: HostPort) => Promise<boolean>,
   ) {}
 
   list(): TunnelEntry[] {
@@ -108,9 +115,13 @@ export class TunnelManager implements vscode.Disposable {
   async start(spec: TunnelSpec): Promise<TunnelEntry> {
     const existing = this.find(spec);
     if (existing) {
-      if (!existing.running) await this.launch(existing);
+      if (!existing.running) {
+        await this.confirmBind(existing.spec);
+        await this.launch(existing);
+      }
       return existing;
     }
+    await this.confirmBind(spec);
     const entry = new TunnelEntry(`t${this.nextId++}`, spec);
     this.entries.set(entry.id, entry);
     this.fire(undefined);
@@ -126,6 +137,7 @@ export class TunnelManager implements vscode.Disposable {
   }
 
   async restart(entry: TunnelEntry): Promise<void> {
+    await this.confirmBind(entry.spec);
     await this.stop(entry);
     await this.launch(entry);
   }
@@ -158,6 +170,14 @@ export class TunnelManager implements vscode.Disposable {
     return this.list()
       .filter((e) => e.spec.kind === 'forward' && e.spec.broker === broker && e.spec.queue === queue)
       .sort((a, b) => Number(b.running) - Number(a.running));
+  }
+
+  /** A forward on every interface starts only once the user said yes; else an ERR_BIND_NOT_CONFIRMED error that says how to keep it local. */
+  private async confirmBind(spec: TunnelSpec): Promise<void> {
+    if (spec.kind !== 'forward' || !this.confirmAllInterfaces) return;
+    const bind = parseBind(spec.address);
+    if (!isAllInterfaces(bind) || (await this.confirmAllInterfaces(spec.queue, bind))) return;
+    throw Object.assign(new Error(bindNotConfirmedMessage(spec.queue, bind)), { code: 'ERR_BIND_NOT_CONFIRMED' });
   }
 
   private async launch(entry: TunnelEntry): Promise<void> {

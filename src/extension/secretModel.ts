@@ -2,7 +2,7 @@
  * The words and rules behind tunnel secrets and safe defaults in the
  * extension, without vscode, so unit tests can load them.
  */
-import type { HostPort } from '../tunnel/spec';
+import { formatHostPort, type HostPort } from '../tunnel/spec';
 import { MIN_SECRET_BYTES } from '../stream/secure';
 
 /** The one sentence on the risk of publishing without a secret, and what to do. */
@@ -23,5 +23,16 @@ export function secretInputProblem(value: string): string | undefined {
 /** True for an address that listens on every interface. */
 export function isAllInterfaces(bind: HostPort): boolean {
   return bind.host === '0.0.0.0' || bind.host === '::' || bind.host === '[::]';
+}
+
+/** The question before a forward listens on every interface. */
+export function allInterfacesQuestion(queue: string, bind: HostPort): string {
+  return `Forward '${queue}' on every network interface (${formatHostPort(bind)})? Anyone who can reach this machine on port ${bind.port} then reaches whatever the queue is published from (for a debug port: can run code there). To keep it to this machine, bind 127.0.0.1:${bind.port} instead.`;
+}
+
+/** Why a forward on every interface did not start when the user did not confirm it, and how to keep it local. */
+export function bindNotConfirmedMessage(queue: string, bind: HostPort): string {
+  const local = `127.0.0.1:${bind.port}`;
+  return `listening on every network interface (${formatHostPort(bind)}) for queue '${queue}' was not confirmed — to keep the forward to this machine, bind ${local} instead (the tunnel's "bind" in amqpTunnel.tunnels, or the address typed into "Forward port over AMQP")`;
 }
 

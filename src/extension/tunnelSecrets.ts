@@ -11,7 +11,7 @@ import * as vscode from 'vscode';
 import type { HostPort } from '../tunnel/spec';
 import { MIN_SECRET_BYTES } from '../stream/secure';
 import { COMMANDS } from './ids';
-import { isAllInterfaces, secretInputProblem, unprotectedMessage } from './secretModel';
+import { allInterfacesQuestion, isAllInterfaces, secretInputProblem, unprotectedMessage } from './secretModel';
 
 const PREFIX = 'amqpTunnel.tunnelSecret';
 const key = (broker: string, queue?: string): string => (queue ? `${PREFIX}/${broker}/queue/${queue}` : `${PREFIX}/${broker}`);
@@ -54,19 +54,21 @@ export class TunnelSecrets {
   }
 }
 
-/** A forward on every interface is reachable by other machines: ask first (modal). */
-export async function confirmAllInterfaces(bind: HostPort): Promise<boolean> {
+/**
+ * A forward on every interface is reachable by other machines: ask first,
+ * wherever it starts (TunnelManager asks before every start of such a
+ * forward: the Forward command, kept tunnels, Restart, debugging). A
+ * warning notification rather than a modal dialog: kept tunnels start as the
+ * window opens, several at once, and a modal would hold the whole window.
+ * Only the button starts it; Cancel or closing the notification does not.
+ */
+export async function confirmAllInterfaces(queue: string, bind: HostPort): Promise<boolean> {
   if (!isAllInterfaces(bind)) return true;
-  const choice = await vscode.window.showWarningMessage(
-    `Listen on every network interface (port ${bind.port})?`,
-    {
-      modal: true,
-      detail: `Anyone who can reach this machine on port ${bind.port} then reaches whatever the queue is published from (for a debug port: can run code there). 127.0.0.1 keeps it to this machine.`,
-    },
-    'Listen on All Interfaces',
-  );
-  return choice === 'Listen on All Interfaces';
+  const choice = await vscode.window.showWarningMessage(allInterfacesQuestion(queue, bind), ALL_INTERFACES_ACTION, 'Cancel');
+  return choice === ALL_INTERFACES_ACTION;
 }
+
+export const ALL_INTERFACES_ACTION = 'Listen on All Interfaces';
 
 interface Pickable {
   list(): Array<{ name: string; url: string }>;

@@ -1,6 +1,6 @@
 // Bundles the in-editor test suite (test/extension/suite/*.ts) into
 // out/test/extension/suite/*.js: one CommonJS file per test file, with
-// `vscode` (given by the extension host) and `mocha` (from node_modules) left out.
+// `vscode` (given by the extension host), `mocha` and `playwright-core` (from node_modules) left out.
 const esbuild = require('esbuild');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -20,7 +20,7 @@ esbuild
     target: 'node20',
     format: 'cjs',
     sourcemap: 'inline',
-    external: ['vscode', 'mocha'],
+    external: ['vscode', 'mocha', 'playwright-core'],
     logLevel: 'warning',
   })
   .catch((err) => {

@@ -81,6 +81,9 @@ async function makeWorkspace(runDir: string, s: Session): Promise<string> {
           'amqpTunnel.tunnels': [
             { publish: `127.0.0.1:${await freePort()}`, queue, broker: 'kept-broker' },
             { forward: queue, bind: `127.0.0.1:${await freePort()}`, broker: 'kept-broker' },
+            // On every interface: asks before it starts; kept.test.ts declines (trusted sessions only:
+            // in an untrusted one nothing starts until the test trusts the workspace).
+            ...(s.trusted ? [{ forward: `${queue}-all`, bind: `0.0.0.0:${await freePort()}`, broker: 'kept-broker' }] : []),
           ],
         }),
   };
@@ -153,8 +156,11 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
     say(`session ${s.name}: ${text.trim().split('\n').pop()}`);
   }
   const port = await freePort();
+  // Chromium's DevTools address, for suite tests that answer a modal dialog or a notification as a user does (helpers.ts: workbenchPage()).
+  const cdpPort = await freePort();
   const env = {
     ...process.env,
+    AMQP_TUNNEL_TEST_CDP: `http://127.0.0.1:${cdpPort}`,
     TMPDIR: shortTmp,
     XDG_CONFIG_HOME: path.join(data, 'config'),
     XDG_DATA_HOME: path.join(data, 'xdg-data'),
@@ -196,7 +202,7 @@ export async function openVsCode(runDir: string, s: Session, folder: string, wit
       executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
       headless: true,
       env: { ...env, XDG_CONFIG_HOME: path.join(data, 'chromium-config'), XDG_CACHE_HOME: path.join(data, 'chromium-cache') },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [`--remote-debugging-port=${cdpPort}`, '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });

@@ -3,6 +3,9 @@ import {
   DEBUGGERS,
   attachConfiguration,
   debuggerFor,
+  debuggerOfType,
+  debuggerRows,
+  missingDebuggerMessage,
   entryDescription,
   entryDetail,
   installedType,
@@ -46,6 +49,26 @@ describe('extension: discovered entries (discoveryModel)', () => {
     assert.equal(installedType(DEBUGGERS.python, new Set(['python'])), 'python');
     assert.equal(installedType(DEBUGGERS.python, new Set(['debugpy', 'python'])), 'debugpy');
     assert.equal(installedType(DEBUGGERS.java, new Set(['node'])), undefined);
+  });
+
+  it('one table serves the "What runs on the remote side?" pick: Node.js, Python, Java, Go, each with its installed type or the extension it needs', () => {
+    assert.deepEqual(
+      debuggerRows(new Set(['node', 'python'])).map((r) => [r.label, r.type, r.description]),
+      [
+        ['Node.js', 'node', 'type "node"'],
+        ['Python (debugpy)', 'python', 'type "python"'],
+        ['Java', undefined, 'not installed: needs the Debugger for Java extension (vscjava.vscode-java-debug)'],
+        ['Go (Delve)', undefined, 'not installed: needs the Go extension (golang.go)'],
+      ],
+    );
+    assert.deepEqual(debuggerRows(new Set(['debugpy'])).map((r) => r.need), Object.values(DEBUGGERS), 'the rows are the table, in its order');
+    assert.equal(debuggerOfType('pwa-node'), DEBUGGERS.node);
+    assert.equal(debuggerOfType('debugpy'), DEBUGGERS.python);
+    assert.equal(debuggerOfType('cppdbg'), undefined);
+    assert.equal(
+      missingDebuggerMessage(DEBUGGERS.java),
+      'attaching to Java needs the Debugger for Java extension (vscjava.vscode-java-debug), which is not installed — install it from the Extensions view, then attach again',
+    );
   });
 
   it('builds the launch.json attach configuration with the amqpTunnel property', () => {

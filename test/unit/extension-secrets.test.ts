@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { isAllInterfaces, secretInputProblem, unprotectedMessage } from '../../src/extension/secretModel';
+import { allInterfacesQuestion, bindNotConfirmedMessage, isAllInterfaces, secretInputProblem, unprotectedMessage } from '../../src/extension/secretModel';
 import { defaultPublishQueue } from '../../src/extension/model';
 
 describe('extension: tunnel secrets and safe defaults (secretModel.ts)', () => {
@@ -14,6 +14,14 @@ describe('extension: tunnel secrets and safe defaults (secretModel.ts)', () => {
     assert.ok(isAllInterfaces({ host: '::', port: 1 }));
     assert.equal(isAllInterfaces({ host: '127.0.0.1', port: 1 }), false);
     assert.equal(isAllInterfaces({ host: '::1', port: 1 }), false);
+  });
+
+  it('asks about every interface naming the queue, the address and the 127.0.0.1 alternative; a "no" says the same', () => {
+    assert.match(allInterfacesQuestion('app-debug', { host: '0.0.0.0', port: 9229 }), /^Forward 'app-debug' on every network interface \(0\.0\.0\.0:9229\)\? Anyone .* on port 9229 .* bind 127\.0\.0\.1:9229 instead\.$/);
+    assert.match(
+      bindNotConfirmedMessage('app-debug', { host: '::', port: 9229 }),
+      /^listening on every network interface \(\[::\]:9229\) for queue 'app-debug' was not confirmed — to keep the forward to this machine, bind 127\.0\.0\.1:9229 instead \(the tunnel's "bind" in amqpTunnel\.tunnels/,
+    );
   });
 
   it('warns in one sentence that names the broker, the queue, the target and what to do', () => {

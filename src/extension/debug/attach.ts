@@ -14,22 +14,7 @@ import { parseBind } from '../../tunnel/spec';
 import { pickTunnel } from '../prompts';
 import { applyLocalAddress } from './fields';
 import { brokerFor, checkPublished } from './forwards';
-
-interface DebuggerChoice {
-  label: string;
-  /** Debug types to try, the first one installed wins. */
-  types: string[];
-  /** The marketplace extension that brings the debugger (for "not installed" and the Extensions view). */
-  extension: { id: string; name: string };
-  extra: Record<string, unknown>;
-}
-
-export const DEBUGGER_CHOICES: DebuggerChoice[] = [
-  { label: 'Node.js', types: ['node'], extension: { id: 'ms-vscode.js-debug', name: 'JavaScript Debugger' }, extra: {} },
-  { label: 'Python (debugpy)', types: ['debugpy', 'python'], extension: { id: 'ms-python.debugpy', name: 'Python Debugger' }, extra: { justMyCode: false } },
-  { label: 'Java', types: ['java'], extension: { id: 'vscjava.vscode-java-debug', name: 'Debugger for Java' }, extra: {} },
-  { label: 'Go (Delve)', types: ['go'], extension: { id: 'golang.go', name: 'Go' }, extra: { mode: 'remote' } },
-];
+import { debuggerOfType, debuggerRows, missingDebuggerMessage, type DebuggerNeed, type DebuggerRow } from '../discoveryModel';
 
 /** This extension's id: its own `contributes.debuggers` entries only add the amqpTunnel property and snippets. */
 const SELF_ID = 'amqp-tunnel.amqp-tunnel';
@@ -59,28 +44,11 @@ export function installedDebugTypes(): Set<string> {
   return types;
 }
 
-export interface DebuggerPickItem extends vscode.QuickPickItem {
-  choice: DebuggerChoice;
-  /** The installed type, undefined when the debugger's extension is missing. */
-  type?: string;
-}
+export type DebuggerPickItem = vscode.QuickPickItem & DebuggerRow;
 
-/** The "what runs on the remote side?" items: installed debuggers say their type, missing ones which extension they need. */
+/** The "what runs on the remote side?" items (discoveryModel.ts: one table for both attach paths). */
 export function debuggerPickItems(installed = installedDebugTypes()): DebuggerPickItem[] {
-  return DEBUGGER_CHOICES.map((choice) => {
-    const type = choice.types.find((x) => installed.has(x));
-    return {
-      label: choice.label,
-      description: type ? `type "${type}"` : `not installed: needs the ${choice.extension.name} extension (${choice.extension.id})`,
-      choice,
-      type,
-    };
-  });
-}
-
-/** The sentence for a debugger whose extension is missing. */
-export function missingDebuggerMessage(choice: DebuggerChoice): string {
-  return `attaching to ${choice.label} needs the ${choice.extension.name} extension (${choice.extension.id}), which is not installed — install it from the Extensions view, then attach again`;
+  return debuggerRows(installed);
 }
 
 export const SHOW_EXTENSION_ACTION = 'Show in Extensions';
@@ -122,17 +90,17 @@ export async function attachDebuggerCommand(
     return false;
   }
   const installed = installedDebugTypes();
-  let choice: DebuggerChoice | undefined;
+  let choice: DebuggerNeed | undefined;
   if (!type) {
     const pick = await vscode.window.showQuickPick(debuggerPickItems(installed), {
       title: `Attach Debugger to ${entry.localAddress} (queue ${entry.spec.queue})`,
       placeHolder: 'What runs on the remote side?',
     });
     if (!pick) return false;
-    choice = pick.choice;
+    choice = pick.need;
     type = pick.type;
   } else {
-    choice = DEBUGGER_CHOICES.find((c) => c.types.includes(type!));
+    choice = debuggerOfType(type);
     if (choice && !installed.has(type)) type = undefined;
   }
   if (!type) {
@@ -140,7 +108,7 @@ export async function attachDebuggerCommand(
     s.log.error(`debug '${name}': ${missingDebuggerMessage(missing)}`);
     report(name, missingDebuggerMessage(missing), {
       title: SHOW_EXTENSION_ACTION,
-      run: () => void vscode.commands.executeCommand('workbench.extensions.search', `@id:${missing.extension.id}`),
+      run: () => void vscode.commands.executeCommand('workbench.extensions.search', `@id:${missing.extensionId}`),
     });
     return false;
   }

@@ -19,8 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
-import { COMMANDS } from '../../../src/extension/ids';
-import { EXTENSION_ID, extensionApi, run, uniqueQueue } from './helpers';
+import { EXTENSION_ID, extensionApi, uniqueQueue, useTestBroker } from './helpers';
 
 const BROKER = 'java-debug-broker';
 
@@ -63,14 +62,14 @@ describe('debugging a remote JVM through a tunnel (amqpTunnel on a "java" attach
   const stops: Array<() => void> = [];
   const queue = uniqueQueue('java');
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
   });
 
   after(async () => {
     for (const s of stops.reverse()) s();
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   it('the provider writes hostName and port, and the JVM answers JDWP through the forward', async () => {

@@ -19,8 +19,7 @@ import { freePort } from '../../../src/tunnel/spec';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
-import { COMMANDS } from '../../../src/extension/ids';
-import { EXTENSION_ID, extensionApi, run, uniqueQueue } from './helpers';
+import { EXTENSION_ID, extensionApi, uniqueQueue, useTestBroker } from './helpers';
 
 const BROKER = 'python-debug-broker';
 // Debian's python3-debugpy lives in the system Python, which a pyenv or venv on PATH may hide.
@@ -74,14 +73,14 @@ describe('debugging a remote Python process through a tunnel (amqpTunnel on a "d
   const stops: Array<() => void> = [];
   const queue = uniqueQueue('python');
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
   });
 
   after(async () => {
     for (const s of stops.reverse()) s();
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   it('the provider writes connect.host and connect.port, and debugpy answers DAP through the forward', async () => {

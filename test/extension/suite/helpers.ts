@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { TunnelSummary } from '../../../src/extension/services';
 import type { TunnelEntry } from '../../../src/extension/manager';
+import { COMMANDS } from '../../../src/extension/ids';
 
 export const EXTENSION_ID = 'amqp-tunnel.amqp-tunnel';
 
@@ -145,6 +146,18 @@ export async function run<T>(command: string, ...args: unknown[]): Promise<T> {
   return (await vscode.commands.executeCommand(command, ...args)) as T;
 }
 
+/** The real broker of the suites, as a user adds it: the URL in settings has only the user, the password goes to the secret store. */
+export const TEST_BROKER_URL = 'amqp://guest@127.0.0.1:5672';
+
+/**
+ * In a describe(), before its own hooks: Add Broker `name` (TEST_BROKER_URL,
+ * password guest) before its tests, Remove Broker after them.
+ */
+export function useTestBroker(name: string): void {
+  before(() => run(COMMANDS.addBroker, { name, url: TEST_BROKER_URL, password: 'guest' }));
+  after(() => run(COMMANDS.removeBroker, { name }));
+}
+
 /**
  * Answer the quick pick that `pending` (a command or a launch) is waiting on,
  * the way a user would with the keyboard: `workbench.action.acceptSelectedQuickOpenItem`
@@ -165,4 +178,103 @@ export async function answerQuickPick<T>(pending: Thenable<T>, answer: 'accept' 
     if (!settled) await vscode.commands.executeCommand(command);
   }
   return result;
+}
+
+type Page = import('playwright-core').Page;
+let workbench: Promise<Page> | undefined;
+
+/**
+ * The VS Code page in the browser the runner drives (test/extension/runner.ts
+ * passes Chromium's DevTools address in AMQP_TUNNEL_TEST_CDP), for what the
+ * extension API cannot answer: a notification's button,
+ * typing into a quick input. One connection for the whole run.
+ */
+export function workbenchPage(): Promise<Page> {
+  workbench ??= (async () => {
+    const address = process.env.AMQP_TUNNEL_TEST_CDP;
+    assert.ok(address, 'AMQP_TUNNEL_TEST_CDP is not set: this test needs the VS Code server runner (test/extension/runner.ts), not test-electron');
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.connectOverCDP(address);
+    const page = browser.contexts().flatMap((c) => c.pages()).find((p) => p.url().includes('folder='));
+    assert.ok(page, `no VS Code page among ${browser.contexts().flatMap((c) => c.pages()).map((p) => p.url()).join(', ')}`);
+    return page;
+  })();
+  return workbench;
+}
+
+/**
+ * A notification whose text contains `containing`, in the notification
+ * center (with --enable-smoke-test-driver VS Code shows no toasts, every
+ * notification goes there; modal dialogs are refused in extension tests).
+ */
+async function notificationItem(containing: string, timeoutMs: number): Promise<ReturnType<Page['locator']>> {
+  const page = await workbenchPage();
+  await vscode.commands.executeCommand('notifications.showList');
+  const item = page.locator('.notifications-center .notification-list-item', { hasText: containing }).first();
+  try {
+    await item.waitFor({ state: 'visible', timeout: timeoutMs });
+  } catch (err) {
+    const seen = await page.locator('.notifications-center .notification-list-item').allInnerTexts().catch(() => []);
+    throw new Error(`no notification with "${containing}" within ${timeoutMs} ms (${(err as Error).message.split('\n')[0]}); the notification center shows: ${JSON.stringify(seen)}`);
+  }
+  return item;
+}
+
+/**
+ * Close every notification (as "Clear All Notifications" does: an open
+ * question is answered with nothing), so the one a test waits for is not
+ * scrolled out of the notification center by earlier ones.
+ */
+export async function clearNotifications(): Promise<void> {
+  await vscode.commands.executeCommand('notifications.clearAll');
+}
+
+/** Wait for the notification whose text contains `containing`, click its button `button` as a user would, and return its text. */
+export async function clickNotificationButton(containing: string, button: string, timeoutMs = 20_000): Promise<string> {
+  const item = await notificationItem(containing, timeoutMs);
+  const text = (await item.innerText()).replace(/\s+/g, ' ');
+  const target = item.getByRole('button', { name: button, exact: true }).first();
+  // A collapsed notification hides its buttons: expand it first.
+  if (!(await target.isVisible())) await item.locator('.codicon-notifications-expand').first().click({ timeout: timeoutMs });
+  await target.click({ timeout: timeoutMs });
+  await vscode.commands.executeCommand('notifications.hideList');
+  return text;
+}
+
+/** The text of the notification containing `containing` once it shows. */
+export async function notificationText(containing: string, timeoutMs = 20_000): Promise<string> {
+  const item = await notificationItem(containing, timeoutMs);
+  const text = (await item.innerText()).replace(/\s+/g, ' ');
+  await vscode.commands.executeCommand('notifications.hideList');
+  return text;
+}
+
+/** Wait until the quick pick or input box shows one of `texts` (in its placeholder, title or prompt); returns the one shown. */
+export async function quickInputShowing(texts: string[], timeoutMs = 20_000): Promise<string> {
+  const page = await workbenchPage();
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('input').first();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const shown = (await widget.isVisible().catch(() => false))
+      ? `${await widget.innerText().catch(() => '')} ${(await input.getAttribute('placeholder').catch(() => '')) ?? ''}`
+      : '';
+    const found = texts.find((t) => shown.includes(t));
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no quick input with ${texts.map((t) => `"${t}"`).join(' or ')} within ${timeoutMs} ms (showing: ${shown.trim() || 'nothing'})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Answer the open quick pick or input box whose placeholder or prompt contains
+ * `containing` by typing `value` (none: keep what it holds) and pressing Enter.
+ */
+export async function typeIntoQuickInput(containing: string, value: string | undefined, timeoutMs = 20_000): Promise<void> {
+  await quickInputShowing([containing], timeoutMs);
+  const input = (await workbenchPage()).locator('.quick-input-widget input').first();
+  if (value !== undefined) await input.fill(value);
+  // A quick pick filters as it is typed: let it settle on the typed row before Enter.
+  await new Promise((r) => setTimeout(r, 300));
+  await input.press('Enter');
 }

@@ -18,7 +18,7 @@ import type { PublishedEntryNode, PublishedRootNode } from '../../../src/extensi
 import { COMMANDS, CONFIG_SECTION, SETTINGS, SHOW_VIEW_COMMAND } from '../../../src/extension/ids';
 import type { PublishedReport } from '../../../src/extension/discoveryAttach';
 import type { TunnelSummary } from '../../../src/extension/services';
-import { EXTENSION_ID, answerQuickPick, extensionApi, run, uniqueQueue } from './helpers';
+import { EXTENSION_ID, answerQuickPick, extensionApi, run, uniqueQueue, useTestBroker } from './helpers';
 
 const BROKER = 'published-broker';
 const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
@@ -139,9 +139,10 @@ describe('Published on <broker>: find and attach (discovery in the Tunnels view)
   const stops: Array<() => unknown> = [];
   const reports: PublishedReport[] = [];
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
     const sub = api.published.onDidReport((r) => reports.push(r));
     stops.push(() => sub.dispose());
     await vscode.commands.executeCommand(SHOW_VIEW_COMMAND);
@@ -154,7 +155,6 @@ describe('Published on <broker>: find and attach (discovery in the Tunnels view)
     await stopAllSessions(api).catch(() => undefined);
     for (const s of stops.reverse()) await s();
     for (const e of api.manager.list()) if (e.spec.broker === BROKER) await api.manager.remove(e);
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   it('a node --inspect program published by the CLI appears with its detected protocol; one click attaches (6*7 = 42); killed, it disappears', async () => {

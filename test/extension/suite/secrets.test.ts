@@ -6,13 +6,16 @@
  */
 import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { TunnelSummary } from '../../../src/extension/services';
 import { COMMANDS, CONFIG_SECTION } from '../../../src/extension/ids';
 import { publish, type PublishTunnel } from '../../../src/tunnel';
-import { echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor } from './helpers';
+import { EXTENSION_ID, echoServer, extensionApi, roundTrip, run, splitAddress, treeItems, uniqueQueue, waitFor, useTestBroker } from './helpers';
+import { readZip } from './zip';
 
 describe('tunnel secrets in a real VS Code', function () {
   const BROKER = `secret-broker-${process.pid}`;
@@ -23,10 +26,11 @@ describe('tunnel secrets in a real VS Code', function () {
   let publisher: PublishTunnel | undefined;
   const started: TunnelSummary[] = [];
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
     echo = await echoServer();
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
   });
 
   after(async () => {
@@ -37,7 +41,6 @@ describe('tunnel secrets in a real VS Code', function () {
     await publisher?.stop();
     await echo.close();
     await run(COMMANDS.setTunnelSecret, { broker: BROKER, secret: '' });
-    await run(COMMANDS.removeBroker, { name: BROKER });
   });
 
   /** Connect, write, and resolve when the connection closes: 'echoed' or 'reset'. */
@@ -79,6 +82,32 @@ describe('tunnel secrets in a real VS Code', function () {
       JSON.stringify(vscode.workspace.getConfiguration(CONFIG_SECTION).inspect('tunnels')),
     ].join('\n');
     for (const s of [SECRET, WRONG]) assert.ok(!visible.includes(s), 'a tunnel secret is visible');
+  });
+
+  it('the packaged .vsix holds no test, dev or key file, and no tunnel secret or broker password the tests use', () => {
+    // `npm run test:extension` packages dist/amqp-tunnel.vsix (scripts/package-vsix.js) before VS Code starts.
+    const root = vscode.extensions.getExtension(EXTENSION_ID)!.extensionPath;
+    const vsix = path.join(root, 'dist', 'amqp-tunnel.vsix');
+    assert.ok(fs.existsSync(vsix), `${vsix} is missing: run npm run package`);
+    const entries = readZip(fs.readFileSync(vsix));
+    const names = entries.map((e) => e.name);
+    assert.ok(names.includes('extension/dist/extension.js') && names.includes('extension/package.json'), `the archive reads as a .vsix: ${names.join(', ')}`);
+    const forbidden = names.filter((n) => /(^|\/)\.env[^/]*$|\.(key|pem)$|(^|\/)test\/|(^|\/)\.test-output\//.test(n));
+    assert.deepEqual(forbidden, [], 'files that must never be packaged');
+    // What would give a secret away: this run's tunnel secrets, the fixed secrets and passwords of
+    // every test (read from the test sources, so a new one is covered), and the markers of the
+    // random ones (test/integration/security.test.ts's leak test, this file).
+    const literals = fs
+      .readdirSync(path.join(root, 'test'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts'))
+      .flatMap((f) => [...fs.readFileSync(path.join(root, 'test', f), 'utf8').matchAll(/const [A-Z_]*(?:SECRET|PASSWORD)[A-Z_]* = '([^']+)'/g)].map((m) => m[1]!));
+    assert.ok(literals.length >= 2, `found the tests' fixed secrets: ${literals.length}`);
+    const needles = [SECRET, WRONG, ...literals, 'vscode-secret-', 'vscode-wrong-', 'Leak-Pw-', 'Leak-Secret-'];
+    for (const e of entries) {
+      const text = e.data.toString('latin1');
+      // The message names which needle, never the secret itself.
+      needles.forEach((needle, i) => assert.ok(!text.includes(needle), `${e.name} holds test secret #${i} of the list`));
+    }
   });
 
   it('refuses a secret shorter than 16 bytes', async () => {

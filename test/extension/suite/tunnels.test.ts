@@ -8,7 +8,7 @@ import type { AmqpTunnelApi } from '../../../src/extension/extension';
 import type { TunnelSummary } from '../../../src/extension/services';
 import { COMMANDS, CONFIG_SECTION, SETTINGS, SHOW_VIEW_COMMAND } from '../../../src/extension/ids';
 import { FaultProxy } from '../../integration/faultproxy';
-import { connectError, echoServer, entryOf, extensionApi, itemOf, roundTrip, run, treeItems, uniqueQueue, waitFor } from './helpers';
+import { connectError, echoServer, entryOf, extensionApi, itemOf, roundTrip, run, treeItems, uniqueQueue, waitFor, useTestBroker } from './helpers';
 
 const BROKER = 'test-broker';
 
@@ -17,11 +17,11 @@ describe('AMQP Tunnel in a real VS Code', function () {
   let echo: Awaited<ReturnType<typeof echoServer>>;
   const started: TunnelSummary[] = [];
 
+  useTestBroker(BROKER);
+
   before(async () => {
     api = await extensionApi();
     echo = await echoServer();
-    // The password goes to SecretStorage; the URL in settings has only the user.
-    await run(COMMANDS.addBroker, { name: BROKER, url: 'amqp://guest@127.0.0.1:5672', password: 'guest' });
   });
 
   after(async () => {
