@@ -189,6 +189,20 @@ const DEFAULTS = {
 const PUBLISH_BUFFER_FRAMES = 16;
 
 /**
+ * Bytes the publish channel may have sent that the broker has not confirmed
+ * before streams wait ('drain' waits for confirms too). Unconfirmed bytes sit
+ * in the socket buffers in front of the broker, one FIFO for every stream of
+ * the connection: a debugger's small message waits behind all of them while
+ * another stream runs a bulk transfer. Without this bound a stream's whole
+ * credit window sat there. Measured (CLI pair, 256 MiB, 3 interleaved rounds,
+ * 1-byte round trip p50 while another stream downloads / uploads, and the
+ * bulk stream's rate): unbounded 13.3 / 13.2 ms at 310 / 332 MiB/s; 4 MiB
+ * 13.1 / 10.9 ms; 2 MiB 3.7 / 2.0 ms at 283 / 305 MiB/s; 256 KiB 3.6 / 3.7 ms
+ * but 230 MiB/s.
+ */
+const PUBLISH_IN_FLIGHT_BYTES = 2 * 1024 * 1024;
+
+/**
  * The default largest message body: 128 KiB, but never more than one body
  * frame. amqplib splits a body into frames of frame_max - 8 bytes, and
  * RabbitMQ's default frame_max is 128 KiB, so a 128 KiB body went out as two
@@ -261,6 +275,12 @@ interface ChannelSet {
   next: number;
   /** Set once the set is torn down. */
   dead: boolean;
+  /** Bytes published on `pub` that the broker has not confirmed yet (see PUBLISH_IN_FLIGHT_BYTES). */
+  inFlight: number;
+  /** amqplib's buffer for `pub` is full (publish() returned false) until its 'drain'. */
+  bufferFull: boolean;
+  /** A check for "drained" is scheduled (confirms come in bursts). */
+  drainCheck: boolean;
 }
 
 export class Connection extends EventEmitter implements StreamHost {
@@ -486,9 +506,29 @@ export class Connection extends EventEmitter implements StreamHost {
       if (confirmed) process.nextTick(confirmed, err);
       return true;
     }
-    const ok = set.pub.publish('', queue, body, options, confirmed);
-    if (!ok) this.drainNeeded = true;
-    return ok;
+    const size = body.length;
+    set.inFlight += size;
+    const ok = set.pub.publish('', queue, body, options, (err: Error | null) => {
+      set.inFlight -= size;
+      if (this.drainNeeded && !set.drainCheck && set.inFlight <= PUBLISH_IN_FLIGHT_BYTES) {
+        // Waiters run outside amqplib's dispatch, once per burst of confirms.
+        set.drainCheck = true;
+        process.nextTick(() => {
+          set.drainCheck = false;
+          this.maybeDrained(set);
+        });
+      }
+      if (confirmed) confirmed(err);
+    });
+    if (!ok) set.bufferFull = true;
+    if (!ok || set.inFlight > PUBLISH_IN_FLIGHT_BYTES) this.drainNeeded = true;
+    return !this.drainNeeded;
+  }
+
+  /** The publish buffer has room and the unconfirmed bytes are within bounds: release the writers. */
+  private maybeDrained(set: ChannelSet): void {
+    if (this.channels !== set || set.bufferFull || set.inFlight > PUBLISH_IN_FLIGHT_BYTES) return;
+    this.onDrain();
   }
 
   get needsDrain(): boolean {
@@ -542,7 +582,7 @@ export class Connection extends EventEmitter implements StreamHost {
   }
 
   private async openChannels(): Promise<ChannelSet> {
-    const set: ChannelSet = { pub: undefined as unknown as ConfirmChannel, pool: [], next: 0, dead: false };
+    const set: ChannelSet = { pub: undefined as unknown as ConfirmChannel, pool: [], next: 0, dead: false, inFlight: 0, bufferFull: false, drainCheck: false };
     const opened: Channel[] = [];
     const watch = (ch: Channel, what: string): void => {
       opened.push(ch);
@@ -557,7 +597,10 @@ export class Connection extends EventEmitter implements StreamHost {
       const pub = await this.pubModel.createConfirmChannel({ highWaterMark: PUBLISH_BUFFER_FRAMES });
       watch(pub, 'publish channel');
       pub.on('return', (msg: Message) => this.onReturn(msg));
-      pub.on('drain', () => this.onDrain());
+      pub.on('drain', () => {
+        set.bufferFull = false;
+        this.maybeDrained(set);
+      });
       set.pub = pub;
       for (let i = 0; i < this.consumerChannelCount; i++) {
         const ch = await this.model.createChannel();
