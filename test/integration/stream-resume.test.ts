@@ -1,0 +1,164 @@
+/**
+ * v2 `resume` in the library (docs/protocol.md, "resume"): streams held
+ * through a broker connection drop of either end, against the real broker,
+ * with the TCP fault proxy between one end and the broker (the shared broker
+ * is never stopped).
+ */
+import * as assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, DEFAULT_FEATURES, type Connection, type ConnectOptions, type StreamSocket } from '../../src/stream';
+import type { Feature } from '../../src/stream/protocol';
+import { FaultProxy } from './faultproxy';
+import { AMQP_URL, errorOf, queueExists, uniqueQueue } from './support';
+
+const brokerPort = Number(new URL(AMQP_URL).port || 5672);
+const RESUME: Feature[] = [...DEFAULT_FEATURES, 'resume'];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The queue names in a stream address ("...?server_queue=..&local_queue=..&remote_queue=.."). */
+function queuesOf(s: StreamSocket): { local: string; remote: string } {
+  const u = new URL(s.localAddress!);
+  return { local: u.searchParams.get('local_queue')!, remote: u.searchParams.get('remote_queue')! };
+}
+
+describe('stream resume (real broker, fault proxy)', function () {
+  this.timeout(Number(process.env.RESUME_TEST_TIMEOUT ?? 120_000));
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+
+  async function open(options: ConnectOptions, url = AMQP_URL): Promise<Connection> {
+    const c = await connect(url, { features: RESUME, ...options });
+    cleanups.push(() => c.close());
+    return c;
+  }
+
+  async function proxy(): Promise<FaultProxy> {
+    const p = await new FaultProxy(brokerPort).start();
+    cleanups.push(() => p.close());
+    return p;
+  }
+
+  /** A listener that echoes every stream back; resolves with the accepted socket of the first stream. */
+  async function echo(c: Connection, queue: string): Promise<{ accepted: Promise<StreamSocket> }> {
+    let first!: (s: StreamSocket) => void;
+    const accepted = new Promise<StreamSocket>((r) => (first = r));
+    const server = c.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.pipe(s);
+      first(s);
+    });
+    server.on('error', () => undefined);
+    server.listen(queue);
+    await once(server, 'listening');
+    return { accepted }; // not the promise itself: an async function would wait for it
+  }
+
+  /** Write `total` random bytes, read the echo, cut the proxy `cuts` times for `cutMs` meanwhile; returns both digests. */
+  async function transfer(client: StreamSocket, total: number, during: () => Promise<void>): Promise<{ sent: string; got: string; bytes: number }> {
+    const sent = createHash('sha256');
+    const got = createHash('sha256');
+    let bytes = 0;
+    client.on('data', (c: Buffer) => {
+      got.update(c);
+      bytes += c.length;
+    });
+    const ended = new Promise<void>((resolve, reject) => {
+      client.once('end', resolve);
+      client.once('error', reject);
+    });
+    const writing = (async () => {
+      let left = total;
+      while (left > 0) {
+        const chunk = randomBytes(Math.min(64 * 1024, left));
+        left -= chunk.length;
+        sent.update(chunk);
+        if (!client.write(chunk)) await once(client, 'drain');
+      }
+      client.end();
+    })();
+    await Promise.all([writing, during(), ended]);
+    return { sent: sent.digest('hex'), got: got.digest('hex'), bytes };
+  }
+
+  for (const side of ['client', 'listener'] as const) {
+    it(`resumes an echo stream when the ${side}'s broker connection is cut for 2 s: every byte back once, in order`, async () => {
+      const p = await proxy();
+      const q = uniqueQueue(`resume-${side}`);
+      const listener = await open({ resumeGrace: 30 }, side === 'listener' ? p.url(AMQP_URL) : AMQP_URL);
+      const clientConn = await open({ resumeGrace: 30 }, side === 'client' ? p.url(AMQP_URL) : AMQP_URL);
+      const { accepted } = await echo(listener, q);
+      const client = clientConn.connect(q, { allowHalfOpen: true });
+      await once(client, 'connect');
+      assert.ok(client.features.has('resume'), 'resume is in use');
+      const cutConn = side === 'client' ? clientConn : listener;
+      let reconnecting = 0;
+      cutConn.on('reconnecting', () => reconnecting++);
+      const total = 32 * 1024 * 1024;
+      const r = await transfer(client, total, async () => {
+        await sleep(300);
+        p.cutAll();
+        await sleep(2000);
+        assert.equal(cutConn.reconnecting, true);
+        assert.equal(cutConn.heldStreams, 1);
+        p.resume();
+      });
+      assert.equal(reconnecting, 1);
+      assert.equal(r.bytes, total);
+      assert.equal(r.got, r.sent);
+      const s = await accepted;
+      assert.equal(s.errored, null, 'the listener end was never reset');
+    });
+  }
+
+  it('resets both ends after the grace period, and the broker holds no queue of the stream', async () => {
+    const p = await proxy();
+    const q = uniqueQueue('resume-grace');
+    const listener = await open({ resumeGrace: 2 });
+    const clientConn = await open({ resumeGrace: 2 }, p.url(AMQP_URL));
+    const { accepted } = await echo(listener, q);
+    const client = clientConn.connect(q, { allowHalfOpen: true });
+    await once(client, 'connect');
+    client.write('hello');
+    await once(client, 'data');
+    const server = await accepted;
+    const { local, remote } = queuesOf(client);
+    assert.ok(await queueExists(local));
+    const clientErr = errorOf(client);
+    const serverErr = errorOf(server);
+    p.cutAll();
+    const [ce, se] = await Promise.all([clientErr, serverErr]);
+    assert.equal(ce.code, 'ECONNRESET');
+    assert.match(ce.message, /did not come back within 2 s/);
+    assert.equal(se.code, 'ECONNRESET');
+    assert.match(se.message, /did not come back within 2 s/);
+    p.resume();
+    // The listener deleted both queues; the broker would have expired the client's anyway.
+    for (let i = 0; i < 20 && ((await queueExists(local)) || (await queueExists(remote))); i++) await sleep(250);
+    assert.equal(await queueExists(local), false, 'the client end data queue is gone');
+    assert.equal(await queueExists(remote), false, 'the listener end data queue is gone');
+  });
+
+  it('a clean close deletes the resumable queues at once', async () => {
+    const q = uniqueQueue('resume-clean');
+    const listener = await open({ resumeGrace: 30 });
+    const clientConn = await open({ resumeGrace: 30 });
+    const { accepted } = await echo(listener, q);
+    const client = clientConn.connect(q, { allowHalfOpen: true });
+    await once(client, 'connect');
+    const { local, remote } = queuesOf(client);
+    const back: Buffer[] = [];
+    client.on('data', (c: Buffer) => back.push(c));
+    const closed = once(client, 'close');
+    client.end('bye');
+    await closed;
+    const server = await accepted;
+    if (!server.destroyed) await once(server, 'close');
+    await sleep(200);
+    assert.equal(Buffer.concat(back).toString(), 'bye');
+    assert.equal(await queueExists(local), false);
+    assert.equal(await queueExists(remote), false);
+  });
+});
