@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import type * as tls from 'node:tls';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { ConnectOptions } from '../stream';
-import { DEFAULT_FEATURES, MAX_RESUME_GRACE, parseStreamUrl, redactUrl } from '../stream';
+import { MAX_RESUME_GRACE, parseStreamUrl, redactUrl } from '../stream';
 import { describeError } from '../common/errors';
 import { parseBind, parseQueue, parseTarget, type HostPort } from '../tunnel';
 import { HELP } from './help';
@@ -170,9 +170,8 @@ function common(command: CommandName, values: Values, env: NodeJS.ProcessEnv, br
     if (!/^\d{1,5}$/.test(grace) || Number(grace) > MAX_RESUME_GRACE) {
       throw new UsageError(`--resume-grace '${grace}' is not a number of seconds from 0 (off) to ${MAX_RESUME_GRACE}`, command);
     }
+    // Given explicitly (> 0), it also turns `resume` on: it is not yet offered by default.
     connectOptions.resumeGrace = Number(grace);
-    // Given explicitly, it also turns `resume` on (it is not yet offered by default).
-    if (connectOptions.resumeGrace > 0 && !DEFAULT_FEATURES.includes('resume')) connectOptions.features = [...DEFAULT_FEATURES, 'resume'];
   }
   return {
     broker: parsed.brokerUrl,

@@ -114,6 +114,8 @@ export interface ConnectOptions {
    * every stream). Only streams whose peer also speaks `resume` are held.
    * Their data queues are then non-exclusive and expire at the broker this
    * long after nobody consumes them (docs/protocol.md, "resume").
+   * `resume` is not yet in the default features: giving resumeGrace > 0
+   * without `features` turns it on.
    */
   resumeGrace?: number;
 }
@@ -340,7 +342,8 @@ export class Connection extends EventEmitter implements StreamHost {
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
-      features: new Set(options.features ?? DEFAULT_FEATURES),
+      // A resumeGrace given without a feature list turns `resume` on (it is not yet offered by default).
+      features: new Set(options.features ?? (options.resumeGrace ? [...DEFAULT_FEATURES, 'resume'] : DEFAULT_FEATURES)),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
       window: resolveWindow(options.window),
       resumeGraceMs: resolveResumeGrace(options.resumeGrace),
