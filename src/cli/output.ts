@@ -127,7 +127,7 @@ export class Output {
       const rate = bytes - this.lastBytes;
       this.lastBytes = bytes;
       const held = all.reduce((n, s) => n + (s.held ?? 0), 0);
-      const states = [...new Set(all.map((s) => (s.state === 'reconnecting' && s.held !== undefined ? `reconnecting, ${held} streams held` : s.state)))].join('/');
+      const states = [...new Set(all.map((s) => (s.state === 'reconnecting' && s.held !== undefined ? `reconnecting, ${held} stream${held === 1 ? '' : 's'} held` : s.state)))].join('/');
       const active = all.reduce((n, s) => n + s.activeConnections, 0);
       const total = all.reduce((n, s) => n + s.totalConnections, 0);
       const up = all.reduce((n, s) => n + s.tcpToStream, 0);
