@@ -9,7 +9,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, DEFAULT_FEATURES, type Connection, type ConnectOptions, type StreamSocket } from '../../src/stream';
 import type { Feature } from '../../src/stream/protocol';
+import * as amqp from 'amqplib';
 import { FaultProxy } from './faultproxy';
+import { v1Dial, v1Listen, type V1Stream } from './v1peer';
 import { AMQP_URL, errorOf, queueExists, uniqueQueue } from './support';
 
 const brokerPort = Number(new URL(AMQP_URL).port || 5672);
@@ -160,5 +162,87 @@ describe('stream resume (real broker, fault proxy)', function () {
     assert.equal(Buffer.concat(back).toString(), 'bye');
     assert.equal(await queueExists(local), false);
     assert.equal(await queueExists(remote), false);
+  });
+  it('under aead (a tunnel secret on both ends), resumes with the same keys: every byte back once, in order', async () => {
+    const p = await proxy();
+    const q = uniqueQueue('resume-aead');
+    const secret = 'resume-test-secret-0123456789abcdef';
+    const listener = await open({ resumeGrace: 30, secret });
+    const clientConn = await open({ resumeGrace: 30, secret }, p.url(AMQP_URL));
+    const { accepted } = await echo(listener, q);
+    const client = clientConn.connect(q, { allowHalfOpen: true });
+    await once(client, 'connect');
+    assert.deepEqual([...client.features].sort(), ['aead', 'auth', 'credit', 'presence', 'resume', 'seq']);
+    const total = 32 * 1024 * 1024;
+    const r = await transfer(client, total, async () => {
+      await sleep(300);
+      p.cutAll();
+      await sleep(2000);
+      p.resume();
+    });
+    assert.equal(r.bytes, total);
+    assert.equal(r.got, r.sent);
+    assert.equal((await accepted).errored, null);
+  });
+
+  it('a v1 peer (the Go library) is unchanged: a drop resets the stream, and v1 still interoperates with an end that offers resume', async () => {
+    const p = await proxy();
+    const q = uniqueQueue('resume-v1');
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close().catch(() => undefined));
+    const streams: V1Stream[] = [];
+    const l = await v1Listen(raw, q, (s) => streams.push(s));
+    cleanups.push(() => l.close());
+    const clientConn = await open({ resumeGrace: 30 }, p.url(AMQP_URL));
+    let reconnecting = 0;
+    clientConn.on('reconnecting', () => reconnecting++);
+    const client = clientConn.connect(q, { allowHalfOpen: true });
+    await once(client, 'connect');
+    assert.equal(client.protocolVersion, 1);
+    client.write('to v1');
+    for (let i = 0; i < 100 && streams[0]?.data.toString() !== 'to v1'; i++) await sleep(20);
+    assert.equal(streams[0]!.data.toString(), 'to v1');
+    streams[0]!.write('from v1');
+    await once(client, 'data');
+    const failed = errorOf(client);
+    p.cutAll();
+    assert.equal((await failed).code, 'ECONNRESET');
+    assert.equal(reconnecting, 0, 'nothing held: the connection is lost as before');
+    p.resume();
+    // A v1 client against a listener that offers resume: still a working stream.
+    const listener = await open({ resumeGrace: 30 });
+    const q2 = uniqueQueue('resume-v1-listen');
+    const { accepted } = await echo(listener, q2);
+    const v1 = await v1Dial(raw, q2);
+    v1.write('ping v1');
+    for (let i = 0; i < 100 && v1.data.toString() !== 'ping v1'; i++) await sleep(20);
+    assert.equal(v1.data.toString(), 'ping v1');
+    assert.equal((await accepted).protocolVersion, 1);
+    await v1.close();
+  });
+
+  it('a resume message without a valid tag under aead is a protocol error, never a retransmission', async () => {
+    const q = uniqueQueue('resume-forged');
+    const secret = 'resume-test-secret-0123456789abcdef';
+    const listener = await open({ resumeGrace: 30, secret });
+    const clientConn = await open({ resumeGrace: 30, secret });
+    const { accepted } = await echo(listener, q);
+    const client = clientConn.connect(q, { allowHalfOpen: true });
+    await once(client, 'connect');
+    client.write('x');
+    await once(client, 'data');
+    const server = await accepted;
+    const { local } = queuesOf(client);
+    const failed = errorOf(client);
+    const raw = await amqp.connect(AMQP_URL);
+    cleanups.push(() => raw.close().catch(() => undefined));
+    const ch = await raw.createChannel();
+    ch.publish('', local, Buffer.alloc(0), { headers: { 'x-amqp-stream-resume': 0 } });
+    const err = await failed;
+    assert.equal(err.code, 'ECONNRESET');
+    assert.match(err.message, /resume message without a valid tag/);
+    // The listener end is told, with a (tagged) reset.
+    if (!server.destroyed) await new Promise((r) => server.once('close', r));
+    assert.match(String(server.errored), /the peer reset the stream: protocol error: a resume message without a valid tag/);
   });
 });
