@@ -580,6 +580,8 @@ export class Connection extends EventEmitter implements StreamHost {
   }
 
   private deleting = new Set<Promise<void>>();
+  /** Resumable warm queues of a dropped broker connection, deleted once it is back. */
+  private orphans: string[] = [];
 
   /** Delete queues (resumable data queues do not go with their connection); close() waits for these. */
   private deleteQueues(queues: string[], preferred?: Channel): Promise<void> {
@@ -785,7 +787,8 @@ export class Connection extends EventEmitter implements StreamHost {
     this.suspended = new TunnelError('ECONNRESET', `${err.message}; reconnecting (streams held for up to ${graceS} s)`, { cause: err });
     void closeWithin(this.pubModel, CLOSE_TIMEOUT_MS);
     void closeWithin(this.model, CLOSE_TIMEOUT_MS);
-    this.warm.close();
+    // Unused warm queues outlive the connection too: deleted once it is back (else they expire).
+    for (const h of this.warm.close()) if (h.resumable) this.orphans.push(h.queue);
     this.blocked = undefined;
     this.liveness.stop();
     if (this.channels) this.channels.dead = true;
@@ -859,6 +862,7 @@ export class Connection extends EventEmitter implements StreamHost {
     }
     this.warm = this.newWarmPool();
     this.warm.fill();
+    void this.deleteQueues(this.orphans.splice(0));
     if (this.sockets.size > 0) this.liveness.start();
     const held = [...this.sockets].filter((s) => s._held);
     this.options.logger.info(`reconnected to the broker; resuming ${held.length} stream${held.length === 1 ? '' : 's'}`);

@@ -906,31 +906,40 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.flush();
-    // With credit, the end waits behind the data still waiting for the window.
-    this.afterSent(() => {
+    // With credit, the end waits behind the data still waiting for the window
+    // (and, with `resume`, behind the retransmission after our connection came back).
+    const sendEnd = (): void => {
+      if (this.hold?.own) {
+        this.whenSent.push(sendEnd);
+        return;
+      }
       this.eofSent = true;
       const options = this.seq ? this.tagged('end', this.bytesWritten, offsetOptions(this.bytesWritten)) : DATA_OPTIONS;
       this.transport!.publish(this.peerQueue!, EMPTY, options, (err) => {
         // 'finish' means the broker took every byte and the end: wait for the
         // confirms of the data messages too (they may come after this one), and
         // call back outside amqplib's dispatch.
-        if (err && !isNack(err) && this.hold?.own && !this.destroyed) {
-          // The broker connection dropped under the end: it is sent again on resume.
-          this.finalPending = () => this.afterAllConfirmed(() => cb());
+        if (err && !isNack(err)) {
+          // The channel closed. The connection's failure (in this tick) either
+          // destroys the stream with its cause, or (`resume`) holds it: then the
+          // end is sent again once the peer answered our resume.
+          setImmediate(() => {
+            if (this.hold?.own && !this.destroyed) this.finalPending = () => this.afterAllConfirmed(() => cb());
+            else cb(this.peerGone ?? asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message'));
+          });
           return;
         }
         const done = (): void =>
           process.nextTick(() => {
             if (this.peerGone) cb(this.peerGone);
-            else if (err && isNack(err)) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
-            // The channel closed: the connection's failure destroys the stream with its cause.
-            else if (err) setImmediate(() => cb(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message')));
+            else if (err) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
             else cb();
           });
         if (this.unconfirmed > 0) this.afterConfirms = done;
         else done();
       });
-    });
+    };
+    this.afterSent(sendEnd);
   }
 
   /** Run `fn` on nextTick once no data message awaits its confirm. */

@@ -232,4 +232,22 @@ describe('amqp-tunnel resume (processes, fault proxy)', function () {
       for (const q of queues) assert.equal(await queueExists(q), false, `queue ${q} is gone`);
     });
   }
+  it('a peer process killed (kill -9) is gone for good: the other side resets its connection after the grace period (3 s), not before', async () => {
+    const sink = await sinkServer();
+    cleanup.push(() => sink.close());
+    const fp = await proxy();
+    const { pub, fwd, port } = await pair(String(sink.port), 'forward', fp, '3');
+    const c = net.connect({ port, host: '127.0.0.1' });
+    const failed = new Promise<{ err: Error; at: number }>((resolve) => c.once('error', (err) => resolve({ err, at: Date.now() })));
+    await once(c, 'connect');
+    c.write('x');
+    await until(() => sink.bytes() === 1, 'the first byte arrived');
+    pub.proc.kill('SIGKILL');
+    const killedAt = Date.now();
+    const r = await failed;
+    assert.equal((r.err as NodeJS.ErrnoException).code, 'ECONNRESET');
+    const after = r.at - killedAt;
+    assert.ok(after >= 3000 && after <= 6000, `reset ${after} ms after the kill (grace 3 s)`);
+    await fwd.waitFor((x) => x.event === 'connectionClosed' && /did not come back within 3 s/.test(String(x.error)));
+  });
 });

@@ -245,4 +245,67 @@ describe('stream resume (real broker, fault proxy)', function () {
     if (!server.destroyed) await new Promise((r) => server.once('close', r));
     assert.match(String(server.errored), /the peer reset the stream: protocol error: a resume message without a valid tag/);
   });
+  it('both ends cut at once, five streams: all held, all resume with every byte back once, in order', async () => {
+    const pa = await proxy();
+    const pb = await proxy();
+    const q = uniqueQueue('resume-both');
+    const listener = await open({ resumeGrace: 30 }, pa.url(AMQP_URL));
+    const clientConn = await open({ resumeGrace: 30 }, pb.url(AMQP_URL));
+    await echo(listener, q);
+    const clients = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const c = clientConn.connect(q, { allowHalfOpen: true });
+        await once(c, 'connect');
+        return c;
+      }),
+    );
+    let held: number[] = [];
+    const cut = (async () => {
+      await sleep(300);
+      pa.cutAll();
+      pb.cutAll();
+      await sleep(3000);
+      held = [listener.heldStreams, clientConn.heldStreams];
+      pa.resume();
+      await sleep(700);
+      pb.resume();
+    })();
+    const total = 16 * 1024 * 1024;
+    const results = await Promise.all(clients.map((c, i) => transfer(c, total, () => (i === 0 ? cut : Promise.resolve()))));
+    assert.deepEqual(held, [5, 5]);
+    for (const r of results) {
+      assert.equal(r.bytes, total);
+      assert.equal(r.got, r.sent);
+    }
+  });
+  for (const delay of [0, 5, 20]) {
+    it(`a stream whose end is on its way when the connection is cut (${delay} ms after end()) resumes and closes cleanly, echo complete`, async () => {
+      const p = await proxy();
+      const q = uniqueQueue('resume-end');
+      const listener = await open({ resumeGrace: 30 });
+      const clientConn = await open({ resumeGrace: 30 }, p.url(AMQP_URL));
+      const { accepted } = await echo(listener, q);
+      const client = clientConn.connect(q, { allowHalfOpen: true });
+      await once(client, 'connect');
+      const data = randomBytes(4 * 1024 * 1024);
+      const back: Buffer[] = [];
+      client.on('data', (c: Buffer) => back.push(c));
+      const ended = new Promise<void>((resolve, reject) => {
+        client.once('end', resolve);
+        client.once('error', reject);
+      });
+      const finished = new Promise<void>((resolve, reject) => {
+        client.once('finish', resolve);
+        client.once('error', reject);
+      });
+      client.end(data);
+      await sleep(delay);
+      p.cutAll();
+      await sleep(1000);
+      p.resume();
+      await Promise.all([ended, finished]);
+      assert.ok(Buffer.concat(back).equals(data), 'the echo is complete and in order');
+      assert.equal((await accepted).errored, null);
+    });
+  }
 });
