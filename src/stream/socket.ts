@@ -91,6 +91,8 @@ export interface SocketOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** `resume`: after our resume came back, how long our queue may stay quiet before the peer's end or reset arrives. */
+const QUEUE_GONE_QUIET_MS = 1000;
 const DATA_OPTIONS = publishOptions();
 const PING_OPTIONS = pingOptions();
 
@@ -953,9 +955,7 @@ export class StreamSocket extends Duplex {
     if (this.peerGone) return;
     const h = msg.properties.headers;
     if (h?.[RESUME_HEADER] !== undefined || h?.[RESUMED_HEADER] !== undefined) {
-      // The peer's queue is gone: it expired, or the peer closed; its stream will not come back.
-      this.peerGone = new TunnelError('ECONNRESET', `the peer of the stream on '${this.serverQueue}' is gone for good (its queue no longer exists); the stream cannot resume`);
-      this.destroy(this.peerGone);
+      this.peerQueueGone();
       return;
     }
     if (isPing(msg)) {
@@ -1220,6 +1220,40 @@ export class StreamSocket extends Duplex {
     if (rx.lastGranted > 0 && !this.eofReceived) t.publish(this.peerQueue!, EMPTY, this.tagged('grant', rx.lastGranted, creditOptions(rx.lastGranted)));
     this.pump();
     this.grantConsumed();
+  }
+
+  /**
+   * `resume`: our resume came back, the peer's queue no longer exists. A v2
+   * peer deletes its queue only once both directions ended (it then had all
+   * our bytes and our end, and its own end waits in our queue), after it
+   * aborted (its reset waits in our queue), or the broker expired it (the
+   * peer stayed away past the grace period). With our end sent, the stream
+   * finishes once the peer's end is read from our queue (at once when it was
+   * already); a reset, or silence, resets it.
+   */
+  private peerQueueGone(): void {
+    const gone = (): TunnelError =>
+      new TunnelError('ECONNRESET', `the peer of the stream on '${this.serverQueue}' is gone for good (its queue no longer exists); the stream cannot resume`);
+    if (!this.eofSent) {
+      this.peerGone = gone();
+      this.destroy(this.peerGone);
+      return;
+    }
+    clearTimeout(this.hold?.timer);
+    this.hold = undefined;
+    const pending = this.finalPending;
+    this.finalPending = undefined;
+    pending?.();
+    if (this.eofReceived) return; // both ends done: the peer closed in order
+    const check = setInterval(() => {
+      if (this.destroyed || this.eofReceived) clearInterval(check);
+      else if (Date.now() - this.watch.lastHeard > QUEUE_GONE_QUIET_MS) {
+        clearInterval(check);
+        this.peerGone = gone();
+        this.destroy(this.peerGone);
+      }
+    }, QUEUE_GONE_QUIET_MS / 4);
+    check.unref();
   }
 
   /** `resume`: the peer granted (so has) bytes up to peerConsumed: they need not be kept for retransmission. */
