@@ -1096,7 +1096,6 @@ export class StreamSocket extends Duplex {
     const held = this.heldAcks;
     this.heldAcks = [];
     for (const msg of held) this.ack(msg);
-    this.consumer = undefined;
     // Cancelling the only consumer deletes the exclusive auto-delete queue; a
     // resumable one is deleted (it would wait for its x-expires otherwise), and
     // so is the peer's when the peer stayed away past the grace period.
