@@ -59,7 +59,7 @@ describe('stream resume (real broker, fault proxy)', function () {
   }
 
   /** Write `total` random bytes, read the echo, cut the proxy `cuts` times for `cutMs` meanwhile; returns both digests. */
-  async function transfer(client: StreamSocket, total: number, during: () => Promise<void>): Promise<{ sent: string; got: string; bytes: number }> {
+  async function transfer(client: StreamSocket, total: number, during: (received: () => number) => Promise<void>): Promise<{ sent: string; got: string; bytes: number }> {
     const sent = createHash('sha256');
     const got = createHash('sha256');
     let bytes = 0;
@@ -81,7 +81,7 @@ describe('stream resume (real broker, fault proxy)', function () {
       }
       client.end();
     })();
-    await Promise.all([writing, during(), ended]);
+    await Promise.all([writing, during(() => bytes), ended]);
     return { sent: sent.digest('hex'), got: got.digest('hex'), bytes };
   }
 
@@ -99,8 +99,9 @@ describe('stream resume (real broker, fault proxy)', function () {
       let reconnecting = 0;
       cutConn.on('reconnecting', () => reconnecting++);
       const total = 32 * 1024 * 1024;
-      const r = await transfer(client, total, async () => {
-        await sleep(300);
+      const r = await transfer(client, total, async (received) => {
+        // Cut mid-transfer (a fast machine echoes 32 MiB in well under a second).
+        while (received() < total / 4) await sleep(5);
         p.cutAll();
         await sleep(2000);
         assert.equal(cutConn.reconnecting, true);
@@ -174,8 +175,8 @@ describe('stream resume (real broker, fault proxy)', function () {
     await once(client, 'connect');
     assert.deepEqual([...client.features].sort(), ['aead', 'auth', 'credit', 'presence', 'resume', 'seq']);
     const total = 32 * 1024 * 1024;
-    const r = await transfer(client, total, async () => {
-      await sleep(300);
+    const r = await transfer(client, total, async (received) => {
+      while (received() < total / 4) await sleep(5);
       p.cutAll();
       await sleep(2000);
       p.resume();
@@ -261,7 +262,7 @@ describe('stream resume (real broker, fault proxy)', function () {
     );
     let held: number[] = [];
     const cut = (async () => {
-      await sleep(300);
+      while (!clients.some((c) => c.bytesRead > 1024 * 1024)) await sleep(5);
       pa.cutAll();
       pb.cutAll();
       await sleep(3000);
