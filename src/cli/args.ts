@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import type * as tls from 'node:tls';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { ConnectOptions } from '../stream';
-import { parseStreamUrl, redactUrl } from '../stream';
+import { MAX_RESUME_GRACE, parseStreamUrl, redactUrl } from '../stream';
 import { describeError } from '../common/errors';
 import { parseBind, parseQueue, parseTarget, type HostPort } from '../tunnel';
 import { HELP } from './help';
@@ -53,6 +53,7 @@ const COMMON_OPTIONS = {
   'tls-min': { type: 'string' },
   'external-auth': { type: 'boolean' },
   heartbeat: { type: 'string' },
+  'resume-grace': { type: 'string' },
   'secret-file': { type: 'string' },
   json: { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v' },
@@ -163,6 +164,14 @@ function common(command: CommandName, values: Values, env: NodeJS.ProcessEnv, br
   if (hb !== undefined) {
     if (!/^\d{1,4}$/.test(hb)) throw new UsageError(`--heartbeat '${hb}' is not a number of seconds`, command);
     connectOptions.heartbeat = Number(hb);
+  }
+  const grace = values['resume-grace'] as string | undefined;
+  if (grace !== undefined) {
+    if (!/^\d{1,5}$/.test(grace) || Number(grace) > MAX_RESUME_GRACE) {
+      throw new UsageError(`--resume-grace '${grace}' is not a number of seconds from 0 (off) to ${MAX_RESUME_GRACE}`, command);
+    }
+    // Given explicitly (> 0), it also turns `resume` on: it is not yet offered by default.
+    connectOptions.resumeGrace = Number(grace);
   }
   return {
     broker: parsed.brokerUrl,

@@ -79,6 +79,7 @@ export class Output {
         address,
         target,
         error: c.error ? describeError(c.error) : undefined,
+        held: c.held,
       });
       if (this.json) return;
       if (c.state === 'ready' && c.previous === 'starting') {
@@ -88,6 +89,8 @@ export class Output {
         else this.line('info', `ready: forwarding ${address} -> queue '${tunnel.queue}' (${brokerSafe})`);
       } else if (c.state === 'ready') {
         this.line('info', `${tunnel.name}: broker connection back; ready`);
+      } else if (c.state === 'reconnecting' && c.held !== undefined) {
+        this.line('warn', `${tunnel.name}: broker connection lost; reconnecting, ${c.held} stream${c.held === 1 ? '' : 's'} held`);
       } else if (c.state === 'reconnecting') {
         this.line('warn', `${tunnel.name}: broker connection lost; open connections were reset; reconnecting`);
       }
@@ -123,7 +126,8 @@ export class Output {
       const bytes = all.reduce((n, s) => n + s.tcpToStream + s.streamToTcp, 0);
       const rate = bytes - this.lastBytes;
       this.lastBytes = bytes;
-      const states = [...new Set(all.map((s) => s.state))].join('/');
+      const held = all.reduce((n, s) => n + (s.held ?? 0), 0);
+      const states = [...new Set(all.map((s) => (s.state === 'reconnecting' && s.held !== undefined ? `reconnecting, ${held} stream${held === 1 ? '' : 's'} held` : s.state)))].join('/');
       const active = all.reduce((n, s) => n + s.activeConnections, 0);
       const total = all.reduce((n, s) => n + s.totalConnections, 0);
       const up = all.reduce((n, s) => n + s.tcpToStream, 0);

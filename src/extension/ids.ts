@@ -51,6 +51,8 @@ export const SETTINGS = {
   tunnels: 'tunnels',
   /** Publishes from this window do not answer discovery (`amqp-tunnel list`, the view). */
   unlisted: 'unlisted',
+  /** v2 `resume`: seconds open connections are held through a broker connection drop (0: reset at once). */
+  resumeGrace: 'resumeGrace',
 } as const;
 
 /** The output channel's name (also what "Show Log" opens). */

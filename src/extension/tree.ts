@@ -44,7 +44,9 @@ export interface TreeSection {
 
 /** The words a row shows for its state; a ready forward whose queue nobody publishes says so. */
 export function stateWords(e: TunnelEntry): string {
-  const blocked = e.stats()?.blocked;
+  const stats = e.stats();
+  if (e.state === 'reconnecting' && stats?.held !== undefined) return `reconnecting, ${stats.held} stream${stats.held === 1 ? '' : 's'} held`;
+  const blocked = stats?.blocked;
   if (blocked !== undefined && e.running) return `${e.state} · blocked by the broker: ${blocked}`;
   if (e.spec.kind === 'forward' && e.state === 'ready' && e.publisher === false) return 'ready · nobody publishes this queue';
   return e.state;

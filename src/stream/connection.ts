@@ -107,6 +107,17 @@ export interface ConnectOptions {
    * and a peer without it is refused. Never logged.
    */
   secret?: string | Buffer;
+  /**
+   * v2 `resume`: seconds that open streams are held while this end's (or the
+   * peer's) broker connection is gone; the connection reconnects meanwhile and
+   * the streams go on with nothing lost (default 30; 0 disables: a drop resets
+   * every stream). Only streams whose peer also speaks `resume` are held.
+   * Their data queues are then non-exclusive and expire at the broker this
+   * long after nobody consumes them (docs/protocol.md, "resume").
+   * `resume` is not yet in the default features: giving resumeGrace > 0
+   * without `features` turns it on.
+   */
+  resumeGrace?: number;
 }
 
 interface ResolvedOptions {
@@ -123,6 +134,8 @@ interface ResolvedOptions {
   secret?: Buffer;
   /** v2 `credit`: the window this end announces for its streams. */
   window: number;
+  /** v2 `resume`: ms streams are held across a broker connection drop (0: `resume` is not offered). */
+  resumeGraceMs: number;
 }
 
 /**
@@ -136,7 +149,7 @@ export interface StreamHost {
   openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle>;
   /** Publish on the shared confirm channel; false means wait for `whenDrained`. */
   publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean;
-  /** True while amqplib's publish buffer is full: writers wait for `whenDrained`. */
+  /** True while amqplib's publish buffer is full or too much published is unconfirmed: writers wait for `whenDrained`. */
   readonly needsDrain: boolean;
   /** Call `cb` once the publish buffer has room (at once when it has). */
   whenDrained(cb: () => void): void;
@@ -155,12 +168,30 @@ export interface StreamHost {
   openChannel(options?: { confirm?: boolean }): Promise<Channel>;
   track(socket: StreamSocket): void;
   untrack(socket: StreamSocket): void;
+  /** Done with a data queue: cancel its consumer, or delete it (resumable), with `alsoDelete`. */
+  releaseQueue(handle: ConsumerHandle | undefined, alsoDelete?: string[]): void;
+  /** v2 `resume`: consume an existing data queue again after a reconnect. */
+  reconsume(queue: string, onMessage: (msg: ConsumeMessage | null) => void, alive: () => boolean): Promise<ConsumerHandle>;
 }
 
 export interface ConsumerHandle {
   queue: string;
   channel: Channel;
   consumerTag: string;
+  /** v2 `resume` offered: the queue outlives its connection (x-expires), so closing a stream deletes it. */
+  resumable?: boolean;
+}
+
+/** The longest resume grace accepted (seconds): a day. */
+export const MAX_RESUME_GRACE = 86_400;
+
+/** `resumeGrace` checked: a TunnelError ERR_INVALID_ARG names the allowed range. */
+export function resolveResumeGrace(seconds: number | undefined): number {
+  if (seconds === undefined) return DEFAULTS.resumeGrace * 1000;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0 || seconds > MAX_RESUME_GRACE) {
+    throw new TunnelError('ERR_INVALID_ARG', `resumeGrace must be a number of seconds from 0 (off) to ${MAX_RESUME_GRACE}, got ${String(seconds)}`);
+  }
+  return Math.round(seconds * 1000);
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
@@ -175,6 +206,7 @@ const DEFAULTS = {
   consumerChannels: 4,
   warmQueues: 4,
   livenessInterval: 500,
+  resumeGrace: 30,
 };
 
 
@@ -229,6 +261,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   const parsed = parseStreamUrl(url);
   const secret = resolveSecret(options.secret);
   resolveWindow(options.window); // a bad option fails before anything is opened
+  resolveResumeGrace(options.resumeGrace);
   if (secret && options.protocolVersion === 1) {
     throw new TunnelError('ERR_INVALID_ARG', 'a tunnel secret needs protocol v2: v1 (the Go library) cannot authenticate; drop protocolVersion: 1 or the secret');
   }
@@ -251,7 +284,15 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     for (const r of [pub, sub]) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);
     throw brokerConnectError(pub.status === 'rejected' ? pub.reason : (sub as PromiseRejectedResult).reason, parsed);
   }
-  const conn = new Connection({ publish: pub.value, consume: sub.value }, parsed, { ...options, secret });
+  const reopen = async (): Promise<{ publish: ChannelModel; consume: ChannelModel }> => {
+    const [p, c] = await Promise.allSettled([open('publish'), open('consume')]);
+    if (p.status === 'rejected' || c.status === 'rejected') {
+      for (const r of [p, c]) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);
+      throw brokerConnectError(p.status === 'rejected' ? p.reason : (c as PromiseRejectedResult).reason, parsed);
+    }
+    return { publish: p.value, consume: c.value };
+  };
+  const conn = new Connection({ publish: pub.value, consume: sub.value }, parsed, { ...options, secret }, reopen);
   try {
     await conn.init();
   } catch (err) {
@@ -287,14 +328,19 @@ export class Connection extends EventEmitter implements StreamHost {
   readonly url: StreamUrl;
   readonly options: ResolvedOptions;
   /** The AMQP connection that only publishes (the one a broker alarm blocks). */
-  private readonly pubModel: ChannelModel;
+  private pubModel: ChannelModel;
   /** The AMQP connection that declares, consumes and acks. */
-  private readonly model: ChannelModel;
+  private model: ChannelModel;
+  /** Opens a new pair of AMQP connections (v2 `resume`: reconnecting with streams held). */
+  private readonly reopen?: () => Promise<{ publish: ChannelModel; consume: ChannelModel }>;
+  /** v2 `resume`: set while the broker connection is gone and streams are held; new streams fail with it. */
+  private suspended?: TunnelError;
+  private reconnectTimer?: NodeJS.Timeout;
   private readonly consumerChannelCount: number;
   private channels?: ChannelSet;
   private ensuring?: Promise<ChannelSet>;
   private drainNeeded = false;
-  private readonly warm: QueuePool;
+  private warm: QueuePool;
   private drainWaiters: Array<() => void> = [];
   private blocked?: string;
   private handshakeRoutes = new Map<string, (msg: Message) => void>();
@@ -308,10 +354,16 @@ export class Connection extends EventEmitter implements StreamHost {
   private readonly liveness: LivenessProbe;
 
   /** @internal use `connect()` */
-  constructor(models: { publish: ChannelModel; consume: ChannelModel }, url: StreamUrl, options: ConnectOptions) {
+  constructor(
+    models: { publish: ChannelModel; consume: ChannelModel },
+    url: StreamUrl,
+    options: ConnectOptions,
+    reopen?: () => Promise<{ publish: ChannelModel; consume: ChannelModel }>,
+  ) {
     super();
     this.pubModel = models.publish;
     this.model = models.consume;
+    this.reopen = reopen;
     this.url = url;
     this.options = {
       logger: options.logger ?? silentLogger,
@@ -320,18 +372,19 @@ export class Connection extends EventEmitter implements StreamHost {
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
-      features: new Set(options.features ?? DEFAULT_FEATURES),
+      // A resumeGrace given without a feature list turns `resume` on (it is not yet offered by default).
+      features: new Set(options.features ?? (options.resumeGrace ? [...DEFAULT_FEATURES, 'resume'] : DEFAULT_FEATURES)),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
       window: resolveWindow(options.window),
+      resumeGraceMs: resolveResumeGrace(options.resumeGrace),
     };
+    const f = this.options.features as Set<Feature>;
+    // `resume` needs its parts, and a grace period.
+    if (this.options.resumeGraceMs === 0 || !f.has('presence') || !f.has('credit') || !f.has('seq')) f.delete('resume');
     this.heartbeat = options.heartbeat ?? DEFAULTS.heartbeat;
     this.consumerChannelCount = Math.max(1, options.consumerChannels ?? DEFAULTS.consumerChannels);
-    this.warm = new QueuePool(
-      Math.max(0, Math.floor(options.warmQueues ?? DEFAULTS.warmQueues)),
-      (dispatch) => this.declareQueue(dispatch),
-      (handle) => !!this.channels && !this.channels.dead && this.channels.pool.includes(handle.channel),
-      this.options.logger,
-    );
+    this.warmSize = Math.max(0, Math.floor(options.warmQueues ?? DEFAULTS.warmQueues));
+    this.warm = this.newWarmPool();
     this.liveness = new LivenessProbe(
       {
         logger: this.options.logger,
@@ -342,19 +395,41 @@ export class Connection extends EventEmitter implements StreamHost {
       },
       Math.max(0, options.livenessInterval ?? DEFAULTS.livenessInterval),
     );
+    this.watchModels();
+  }
+
+  private readonly warmSize: number;
+
+  private newWarmPool(): QueuePool {
+    return new QueuePool(
+      this.warmSize,
+      (dispatch) => this.declareQueue(dispatch),
+      (handle) => !!this.channels && !this.channels.dead && this.channels.pool.includes(handle.channel),
+      this.options.logger,
+    );
+  }
+
+  /** Listen to the current pair of AMQP connections (again after a reconnect; events of an old pair are ignored). */
+  private watchModels(): void {
+    const pub = this.pubModel;
+    const sub = this.model;
     for (const [m, role] of [
-      [this.pubModel, 'publish'],
-      [this.model, 'consume'],
+      [pub, 'publish'],
+      [sub, 'consume'],
     ] as const) {
       m.on('error', (err: Error) => this.options.logger.warn(`broker connection error (${role}): ${describeError(err)}`));
-      m.on('close', (err?: Error) => this.onModelClose(err));
+      m.on('close', (err?: Error) => {
+        if (this.pubModel === pub && this.model === sub) this.onModelClose(err);
+      });
     }
-    this.pubModel.on('blocked', (reason: unknown) => {
+    pub.on('blocked', (reason: unknown) => {
+      if (this.pubModel !== pub) return;
       this.blocked = String(reason);
       this.options.logger.warn(`the broker blocked publishing: ${this.blocked}; streams wait until it unblocks`);
       this.emit('blocked', this.blocked);
     });
-    this.pubModel.on('unblocked', () => {
+    pub.on('unblocked', () => {
+      if (this.pubModel !== pub) return;
       this.blocked = undefined;
       this.options.logger.info('the broker unblocked publishing');
       this.emit('unblocked');
@@ -377,9 +452,25 @@ export class Connection extends EventEmitter implements StreamHost {
     return this.url.safeUrl;
   }
 
-  /** True until `close()` is called or the broker connection is lost. */
+  /** True until `close()` is called or the broker connection is lost (false while it reconnects with streams held). */
   get isOpen(): boolean {
-    return !this.closing && !this.lost;
+    return !this.closing && !this.lost && !this.suspended;
+  }
+
+  /**
+   * v2 `resume`: true while the broker connection is gone and this
+   * connection reconnects, holding its resumable streams; 'reconnected'
+   * (open again) or 'close' (the grace period ended) follows.
+   */
+  get reconnecting(): boolean {
+    return !!this.suspended && !this.closing && !this.lost;
+  }
+
+  /** v2 `resume`: streams held now (their own broker connection or their peer's is away). */
+  get heldStreams(): number {
+    let n = 0;
+    for (const s of this.sockets) if (s._held) n++;
+    return n;
   }
 
   /** Number of open stream sockets on this connection. */
@@ -423,12 +514,24 @@ export class Connection extends EventEmitter implements StreamHost {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.warm.close();
+    clearTimeout(this.reconnectTimer);
+    const warm = this.warm.close();
     this.liveness.stop();
     for (const server of [...this.servers.values()]) server.close();
     // Like destroying net sockets: no local error, but v2 peers are told of the reset.
     for (const socket of [...this.sockets]) socket.destroy();
-    if (!this.lost) await Promise.all([closeWithin(this.pubModel, CLOSE_TIMEOUT_MS), closeWithin(this.model, CLOSE_TIMEOUT_MS)]);
+    if (this.suspended && !this.lost) {
+      // Held streams end here; their queues expire at the broker.
+      this.lost = this.suspended;
+      this.emit('close', this.lost);
+      return;
+    }
+    if (!this.lost) {
+      // Resumable queues outlive the connection: delete them (a warm one nobody took, and the
+      // deletes the destroyed streams started) before closing, so nothing is left on the broker.
+      await Promise.all([this.deleteQueues(warm.filter((h) => h.resumable).map((h) => h.queue)), ...this.deleting]);
+      await Promise.all([closeWithin(this.pubModel, CLOSE_TIMEOUT_MS), closeWithin(this.model, CLOSE_TIMEOUT_MS)]);
+    }
   }
 
   /** @internal */
@@ -485,18 +588,84 @@ export class Connection extends EventEmitter implements StreamHost {
     return this.warm.take(onMessage) ?? this.declareQueue(onMessage);
   }
 
-  /** Declare a server-named exclusive auto-delete queue and consume it (two broker round trips). */
+  /**
+   * Declare a server-named data queue and consume it (two broker round trips):
+   * exclusive and auto-delete, or with `resume` offered, one that outlives
+   * this connection for the grace period (x-expires) so a stream can resume.
+   */
   private async declareQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle> {
     const set = await this.ensureChannels();
     const channel = set.pool[set.next++ % set.pool.length]!;
-    const q = await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
+    const resumable = this.options.features.has('resume');
+    const q = resumable
+      ? await channel.assertQueue('', { durable: false, autoDelete: false, exclusive: false, arguments: { 'x-expires': this.options.resumeGraceMs } })
+      : await channel.assertQueue('', { durable: false, autoDelete: true, exclusive: true });
     try {
       const { consumerTag } = await channel.consume(q.queue, onMessage, { noAck: false, exclusive: true });
-      return { queue: q.queue, channel, consumerTag };
+      return { queue: q.queue, channel, consumerTag, resumable };
     } catch (err) {
       await channel.deleteQueue(q.queue).catch(() => undefined);
       throw channelError(err, this.url, q.queue, 'consume');
     }
+  }
+
+  /**
+   * A stream is done with its queue: cancel the consumer (an exclusive
+   * auto-delete queue goes with it) or, for a resumable queue, delete it,
+   * along with `alsoDelete` (a peer's queue that expired in our eyes).
+   */
+  releaseQueue(handle: ConsumerHandle | undefined, alsoDelete: string[] = []): void {
+    const queues = [...(handle?.resumable ? [handle.queue] : []), ...alsoDelete];
+    if (handle && !handle.resumable) handle.channel.cancel(handle.consumerTag).catch(() => undefined);
+    if (queues.length > 0) void this.deleteQueues(queues, handle?.channel);
+  }
+
+  private deleting = new Set<Promise<void>>();
+  /** Resumable warm queues of a dropped broker connection, deleted once it is back. */
+  private orphans: string[] = [];
+
+  /** Delete queues (resumable data queues do not go with their connection); close() waits for these. */
+  private deleteQueues(queues: string[], preferred?: Channel): Promise<void> {
+    if (queues.length === 0) return Promise.resolve();
+    const set = this.channels;
+    const channel = preferred && set && !set.dead && set.pool.includes(preferred) ? preferred : set && !set.dead ? set.pool[0] : undefined;
+    if (!channel) return Promise.resolve();
+    const p = Promise.all(queues.map((q) => channel.deleteQueue(q).catch(() => undefined))).then(() => undefined);
+    this.deleting.add(p);
+    void p.finally(() => this.deleting.delete(p));
+    return p;
+  }
+
+  /**
+   * v2 `resume`: consume a stream's existing data queue again after a
+   * reconnect. A broker that has not yet noticed our old connection still
+   * lists its consumer: wait until it is gone (checked with a passive declare
+   * on a throwaway channel, so a failure never closes a shared channel).
+   * Rejects when the queue is gone (it expired) or `alive()` turns false.
+   */
+  async reconsume(queue: string, onMessage: (msg: ConsumeMessage | null) => void, alive: () => boolean): Promise<ConsumerHandle> {
+    const set = await this.ensureChannels();
+    for (;;) {
+      if (!alive()) throw new TunnelError('ECONNRESET', 'the stream closed while it resumed');
+      const ch = await this.model.createChannel();
+      ch.on('error', () => undefined);
+      let consumers: number;
+      try {
+        consumers = (await ch.checkQueue(queue)).consumerCount;
+        await ch.close().catch(() => undefined);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 404) {
+          throw new TunnelError('ECONNRESET', `the stream's queue ${queue} is gone from the broker (it expired before this end came back)`);
+        }
+        throw err;
+      }
+      if (consumers === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const channel = set.pool[set.next++ % set.pool.length]!;
+    // Not exclusive: a refused exclusive consume would close a channel that other streams use.
+    const { consumerTag } = await channel.consume(queue, onMessage, { noAck: false });
+    return { queue, channel, consumerTag, resumable: true };
   }
 
   publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean {
@@ -568,6 +737,7 @@ export class Connection extends EventEmitter implements StreamHost {
 
   private assertUsable(): void {
     if (this.lost) throw this.lost;
+    if (this.suspended) throw this.suspended;
     if (this.closing) throw new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
   }
 
@@ -646,7 +816,7 @@ export class Connection extends EventEmitter implements StreamHost {
     this.onDrain();
     const victims = [...this.sockets];
     process.nextTick(() => {
-      if (this.closing || this.lost) return;
+      if (this.closing || this.lost || this.suspended) return;
       const why = failure ? `the broker closed the ${what}: ${describeError(failure)}` : `the ${what} closed`;
       const err = new TunnelError('ECONNRESET', `stream reset: ${why} (${this.url.safeUrl})`, { cause: failure });
       for (const socket of victims) socket.destroy(err);
@@ -670,6 +840,110 @@ export class Connection extends EventEmitter implements StreamHost {
     }
   }
 
+  /**
+   * v2 `resume`: the broker connection dropped while resumable streams were
+   * open. They are held (the others are reset as before), servers fail (the
+   * tunnel listens again once 'reconnected'), and the connection reconnects
+   * until the grace period ends.
+   */
+  private suspend(err: TunnelError): void {
+    const graceS = this.options.resumeGraceMs / 1000;
+    this.suspended = new TunnelError('ECONNRESET', `${err.message}; reconnecting (streams held for up to ${graceS} s)`, { cause: err });
+    void closeWithin(this.pubModel, CLOSE_TIMEOUT_MS);
+    void closeWithin(this.model, CLOSE_TIMEOUT_MS);
+    // Unused warm queues outlive the connection too: deleted once it is back (else they expire).
+    for (const h of this.warm.close()) if (h.resumable) this.orphans.push(h.queue);
+    this.blocked = undefined;
+    this.liveness.stop();
+    if (this.channels) this.channels.dead = true;
+    this.channels = undefined;
+    let held = 0;
+    for (const socket of [...this.sockets]) {
+      if (socket._canHold()) {
+        socket._holdOwn();
+        held++;
+      } else {
+        socket.destroy(err);
+      }
+    }
+    this.onDrain();
+    for (const server of [...this.servers.values()]) server._connectionLost(err);
+    this.options.logger.warn(`${err.message}; reconnecting, ${held} stream${held === 1 ? '' : 's'} held for up to ${graceS} s`);
+    this.emit('reconnecting', { held, graceMs: this.options.resumeGraceMs });
+    const deadline = Date.now() + this.options.resumeGraceMs;
+    this.scheduleReconnect(deadline, RECONNECT_FIRST_MS);
+  }
+
+  private scheduleReconnect(deadline: number, delay: number): void {
+    clearTimeout(this.reconnectTimer);
+    const wait = Math.max(0, Math.min(delay, deadline - Date.now()));
+    this.reconnectTimer = setTimeout(() => void this.reconnect(deadline, delay), wait);
+  }
+
+  private async reconnect(deadline: number, delay: number): Promise<void> {
+    if (this.closing || this.lost || !this.suspended) return;
+    if (this.heldStreams === 0) {
+      this.giveUp(this.suspended.cause instanceof TunnelError ? this.suspended.cause : this.suspended);
+      return;
+    }
+    if (Date.now() >= deadline) {
+      const s = this.options.resumeGraceMs / 1000;
+      this.giveUp(new TunnelError('ECONNRESET', `the broker connection did not come back within ${s} s (${this.url.safeUrl})`));
+      return;
+    }
+    let models: { publish: ChannelModel; consume: ChannelModel };
+    try {
+      models = await this.reopen!();
+    } catch (err) {
+      this.options.logger.debug(`reconnect attempt failed: ${describeError(err)}`);
+      this.scheduleReconnect(deadline, Math.min(delay * 2, RECONNECT_MAX_MS));
+      return;
+    }
+    if (this.closing || this.lost) {
+      void closeWithin(models.publish, CLOSE_TIMEOUT_MS);
+      void closeWithin(models.consume, CLOSE_TIMEOUT_MS);
+      return;
+    }
+    this.pubModel = models.publish;
+    this.model = models.consume;
+    this.modelClosed = false;
+    this.watchModels();
+    const suspended = this.suspended;
+    this.suspended = undefined;
+    try {
+      await this.ensureChannels();
+    } catch (err) {
+      this.options.logger.debug(`reconnect attempt failed: ${describeError(err)}`);
+      if (this.closing || this.lost) return;
+      // Dropped again meanwhile: onModelClose suspended anew (with a new grace period).
+      if (this.suspended) return;
+      this.suspended = suspended;
+      this.modelClosed = true;
+      void closeWithin(models.publish, CLOSE_TIMEOUT_MS);
+      void closeWithin(models.consume, CLOSE_TIMEOUT_MS);
+      this.scheduleReconnect(deadline, Math.min(delay * 2, RECONNECT_MAX_MS));
+      return;
+    }
+    this.warm = this.newWarmPool();
+    this.warm.fill();
+    void this.deleteQueues(this.orphans.splice(0));
+    if (this.sockets.size > 0) this.liveness.start();
+    const held = [...this.sockets].filter((s) => s._held);
+    this.options.logger.info(`reconnected to the broker; resuming ${held.length} stream${held.length === 1 ? '' : 's'}`);
+    for (const socket of held) socket._reattach();
+    this.emit('reconnected');
+  }
+
+  /** The grace period ended (or nothing is held any more): the connection is lost for good. */
+  private giveUp(err: TunnelError): void {
+    clearTimeout(this.reconnectTimer);
+    this.suspended = undefined;
+    this.lost = err;
+    this.options.logger.warn(err.message);
+    for (const socket of [...this.sockets]) socket.destroy(err);
+    this.emit('close', this.lost);
+  }
+
   get presenceQueue(): string | undefined {
     return this.channels?.presence?.queue;
   }
@@ -681,10 +955,18 @@ export class Connection extends EventEmitter implements StreamHost {
     for (const cb of waiters) cb();
   }
 
-  /** Either AMQP connection closed: the Connection is gone (the other one is closed too). */
+  /**
+   * Either AMQP connection closed: the Connection is gone (the other one is
+   * closed too), unless streams can be held (v2 `resume`): then it
+   * reconnects for up to the grace period and they resume.
+   */
   private onModelClose(cause?: Error): void {
     if (this.lost || this.modelClosed) return;
     this.modelClosed = true;
+    if (!this.closing && this.reopen && [...this.sockets].some((s) => s._canHold())) {
+      this.suspend(brokerLostError(cause, this.url, this.heartbeat));
+      return;
+    }
     if (!this.closing) {
       this.lost = brokerLostError(cause, this.url, this.heartbeat);
       this.options.logger.warn(this.lost.message);
@@ -703,6 +985,10 @@ export class Connection extends EventEmitter implements StreamHost {
     this.emit('close', this.lost);
   }
 }
+
+/** v2 `resume`: first and longest wait between two reconnect attempts while streams are held. */
+const RECONNECT_FIRST_MS = 200;
+const RECONNECT_MAX_MS = 1000;
 
 /** How long `close()` waits for the broker to answer before dropping the TCP connection. */
 const CLOSE_TIMEOUT_MS = 2000;

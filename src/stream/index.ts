@@ -16,7 +16,7 @@ import type { StreamServer, ServerOptions } from './server';
 import { StreamSocket, type SocketOptions } from './socket';
 import { parseStreamUrl } from './url';
 
-export { connect, Connection, type ConnectOptions } from './connection';
+export { connect, Connection, DEFAULT_FEATURES, MAX_RESUME_GRACE, type ConnectOptions } from './connection';
 export { StreamServer, type ServerOptions } from './server';
 export { StreamSocket, type SocketOptions } from './socket';
 export { TunnelError, type ErrorCode } from '../common/errors';

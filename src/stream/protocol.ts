@@ -29,6 +29,12 @@ export const WINDOW_HEADER = 'x-amqp-stream-window';
 export const CREDIT_HEADER = 'x-amqp-stream-credit';
 /** v2 `seq`: on every data message the stream offset of its first byte; on end-of-stream the final offset. */
 export const OFFSET_HEADER = 'x-amqp-stream-offset';
+/** v2 `resume`: an end whose broker connection came back; the value is the bytes it has received. */
+export const RESUME_HEADER = 'x-amqp-stream-resume';
+/** v2 `resume`: the answer to a resume; the value is the bytes the answering end has received. */
+export const RESUMED_HEADER = 'x-amqp-stream-resumed';
+/** v2 `resume`: on a data message sent again after a resume (the receiver drops what it already has). */
+export const RETRANSMIT_HEADER = 'x-amqp-stream-retransmit';
 
 export type Incoming =
   | { kind: 'data'; body: Buffer; offset?: unknown }
@@ -36,6 +42,9 @@ export type Incoming =
   | { kind: 'credit'; consumed: unknown }
   | { kind: 'eof'; offset?: unknown }
   | { kind: 'reset'; reason: string }
+  /** v2 `resume`: the peer's broker connection came back (`resume`), or its answer (`resumed`); `received` is raw. */
+  | { kind: 'resume'; received: unknown }
+  | { kind: 'resumed'; received: unknown }
   /** v2: a handshake message on an open stream (a reply to a request this stream never made); ignored. */
   | { kind: 'stray' };
 
@@ -69,6 +78,10 @@ export function classify(msg: MessageLike, version: number, features: ReadonlySe
     }
     if (features.has('credit') && msg.content.length === 0 && headers?.[CREDIT_HEADER] !== undefined) {
       return { kind: 'credit', consumed: headers[CREDIT_HEADER] };
+    }
+    if (features.has('resume') && msg.content.length === 0) {
+      if (headers?.[RESUME_HEADER] !== undefined) return { kind: 'resume', received: headers[RESUME_HEADER] };
+      if (headers?.[RESUMED_HEADER] !== undefined) return { kind: 'resumed', received: headers[RESUMED_HEADER] };
     }
     if (features.has('seq')) {
       const offset = headers?.[OFFSET_HEADER];
@@ -203,6 +216,11 @@ export function creditOptions(consumed: number): Options.Publish {
 /** v2 `seq`: a data or end-of-stream message whose first byte is at `offset`. */
 export function offsetOptions(offset: number): Options.Publish {
   return publishOptions({ headers: { [OFFSET_HEADER]: offset } });
+}
+
+/** v2 `seq` + `resume`: a data message sent again after a resume, at its original offset. */
+export function retransmitOptions(offset: number): Options.Publish {
+  return publishOptions({ headers: { [OFFSET_HEADER]: offset, [RETRANSMIT_HEADER]: 1 } });
 }
 
 /** Reset message options (v2 only). */

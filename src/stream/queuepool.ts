@@ -76,10 +76,12 @@ export class QueuePool {
     }
   }
 
-  /** Forget every ready queue (the connection closed; the broker deletes them with it). */
-  close(): void {
+  /** Forget every ready queue; returns them (resumable queues outlive the connection and must be deleted). */
+  close(): ConsumerHandle[] {
     this.closed = true;
+    const handles = this.warm.map((w) => w.handle);
     this.warm = [];
+    return handles;
   }
 
   private deliver(entry: Warm, msg: ConsumeMessage | null): void {

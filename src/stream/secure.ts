@@ -42,7 +42,7 @@ export type Role = 'client' | 'listener';
 /** Direction of data: client to listener, listener to client. */
 export type Direction = 'c2s' | 's2c';
 /** The control messages that carry a tag (x-amqp-stream-tag) under `aead`. */
-export type ControlKind = 'end' | 'grant' | 'reset';
+export type ControlKind = 'end' | 'grant' | 'reset' | 'resume' | 'resumed';
 const ZERO = Buffer.alloc(1);
 
 /** The secret as bytes, checked for length; never put it in a message or log. */

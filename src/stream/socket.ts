@@ -56,6 +56,10 @@ import {
   publishOptions,
   resetOptions,
   RESET_HEADER,
+  RESUME_HEADER,
+  RESUMED_HEADER,
+  RETRANSMIT_HEADER,
+  retransmitOptions,
 } from './protocol';
 import type { Feature } from './protocol';
 import { formatStreamAddress } from './url';
@@ -73,7 +77,7 @@ import {
   resolveSecret,
 } from './auth';
 import type { StreamCipher } from './aead';
-import { TAG_BYTES } from './secure';
+import { TAG_BYTES as AEAD_TAG_BYTES, type ControlKind } from './secure';
 
 export interface SocketOptions {
   /** As in net: when false (default), the socket ends its writable side when the peer ends. */
@@ -87,6 +91,8 @@ export interface SocketOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** `resume`: after our resume came back, how long our queue may stay quiet before the peer's end or reset arrives. */
+const QUEUE_GONE_QUIET_MS = 1000;
 const DATA_OPTIONS = publishOptions();
 /** Writes at least this large wait for the end of the event loop's turn before a partial message is sent (see _write). */
 const COALESCE_ABOVE = 16 * 1024;
@@ -163,6 +169,18 @@ export class StreamSocket extends Duplex {
   private outq: Buffer[] = [];
   /** Called once `outq` is empty (a write callback or `_final` waiting for credit). */
   private whenSent: Array<() => void> = [];
+  /** v2 `resume` in use: the stream survives a broker connection drop of either end. */
+  private resumable = false;
+  /**
+   * v2 `resume`: set while the stream is held. `own`: our broker connection
+   * dropped (nothing is sent until the peer answered our resume: `awaiting`);
+   * otherwise the peer's connection is away and `timer` ends the grace period.
+   */
+  private hold?: { own: boolean; awaiting: boolean; timer?: NodeJS.Timeout };
+  /** v2 `resume`: bytes sent that the peer has not granted yet (at most one window), for retransmission. */
+  private sentChunks: Array<{ offset: number; body: Buffer }> = [];
+  /** v2 `resume`: `_final`'s callback, when the end's confirm was lost with the broker connection (sent again on resume). */
+  private finalPending?: () => void;
 
   constructor(options: SocketOptions = {}) {
     super({
@@ -304,7 +322,7 @@ export class StreamSocket extends Duplex {
   private newPacker(transport: StreamHost): MessagePacker {
     const size = transport.options.maxMessageSize;
     const secret = this.ownSecret ?? transport.options.secret;
-    return new MessagePacker(secret && size > 2 * TAG_BYTES ? size - TAG_BYTES : size);
+    return new MessagePacker(secret && size > 2 * AEAD_TAG_BYTES ? size - AEAD_TAG_BYTES : size);
   }
 
   private openTimeoutError(ms: number): TunnelError {
@@ -515,6 +533,7 @@ export class StreamSocket extends Duplex {
       this.tx = new CreditSender(peerWindowOf(peerHeaders?.[WINDOW_HEADER]));
     }
     this.seq = features.has('seq');
+    this.resumable = features.has('resume');
     if (features.has('aead') && this.auth) this.cipher = this.auth.cipher();
     clearTimeout(this.handshakeTimer);
     this.touch();
@@ -633,7 +652,13 @@ export class StreamSocket extends Duplex {
         this.protocolError(`a credit grant of ${String(m.consumed)} bytes when ${this.tx!.sent} were sent`);
         return;
       }
+      this.dropGranted();
       this.pump();
+      return;
+    }
+    if (m.kind === 'resume' || m.kind === 'resumed') {
+      this.ack(msg);
+      this.onResumeMessage(m.kind, headerInt(m.received), msg.properties.headers);
       return;
     }
     this.touch();
@@ -667,7 +692,19 @@ export class StreamSocket extends Duplex {
       this.push(null);
       return;
     }
-    const problem = this.seq ? offsetProblem(m.offset, this.bytesRead, 'data') : undefined;
+    // `resume`: a message sent again (flagged) or redelivered by the broker (our
+    // connection dropped before our ack) may hold bytes we already have.
+    let at = this.bytesRead;
+    const again = this.resumable ? headerInt(m.offset) : undefined;
+    if (again !== undefined && again < this.bytesRead && (msg.properties.headers?.[RETRANSMIT_HEADER] !== undefined || msg.fields.redelivered)) {
+      const plain = this.cipher ? m.body.length - AEAD_TAG_BYTES : m.body.length;
+      if (again + plain <= this.bytesRead) {
+        this.ack(msg); // wholly a duplicate
+        return;
+      }
+      at = again;
+    }
+    const problem = this.seq && at === this.bytesRead ? offsetProblem(m.offset, this.bytesRead, 'data') : undefined;
     if (problem) {
       this.ack(msg);
       this.protocolError(problem);
@@ -678,13 +715,14 @@ export class StreamSocket extends Duplex {
       // Opens only at its own offset under this stream's key: altered, replayed,
       // reordered or injected messages fail here, before any byte reaches the reader.
       try {
-        body = this.cipher.open(this.bytesRead, m.body);
+        body = this.cipher.open(at, m.body);
       } catch (err) {
         this.ack(msg);
         this.protocolError((err as Error).message.replace(/^protocol error: /, ''));
         return;
       }
     }
+    if (at < this.bytesRead) body = body.subarray(this.bytesRead - at); // keep the new tail
     if (this.rx) {
       // Bounded by the window, so it is taken off the broker at once.
       this.ack(msg);
@@ -734,7 +772,7 @@ export class StreamSocket extends Duplex {
   }
 
   /** `aead`: add the tag of a control message (its value exactly as sent) to its publish options. */
-  private tagged(kind: 'end' | 'grant' | 'reset', value: string | number, options: Options.Publish): Options.Publish {
+  private tagged(kind: ControlKind, value: string | number, options: Options.Publish): Options.Publish {
     if (this.cipher) this.cipher.tag(kind, value, options.headers!);
     return options;
   }
@@ -827,6 +865,8 @@ export class StreamSocket extends Duplex {
   /** v2 `credit`: send what the window allows, splitting the head message to fit. */
   private pump(): void {
     const tx = this.tx!;
+    // `resume`: nothing new goes out until the peer said where to retransmit from.
+    if (this.hold?.own) return;
     while (this.outq.length > 0 && !this.destroyed) {
       const head = this.outq[0]!;
       const n = tx.sendable(head.length);
@@ -855,6 +895,7 @@ export class StreamSocket extends Duplex {
     const offset = this.bytesWritten;
     this.bytesWritten += body.length;
     this.tx?.take(body.length);
+    if (this.resumable) this.sentChunks.push({ offset, body });
     this.unconfirmed++;
     const wire = this.cipher ? this.cipher.seal(offset, body) : body;
     this.transport!.publish(this.peerQueue!, wire, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm);
@@ -890,30 +931,56 @@ export class StreamSocket extends Duplex {
       return;
     }
     this.flush();
-    // With credit, the end waits behind the data still waiting for the window.
-    this.afterSent(() => {
+    // With credit, the end waits behind the data still waiting for the window
+    // (and, with `resume`, behind the retransmission after our connection came back).
+    const sendEnd = (): void => {
+      if (this.hold?.own) {
+        this.whenSent.push(sendEnd);
+        return;
+      }
       this.eofSent = true;
       const options = this.seq ? this.tagged('end', this.bytesWritten, offsetOptions(this.bytesWritten)) : DATA_OPTIONS;
       this.transport!.publish(this.peerQueue!, EMPTY, options, (err) => {
         // 'finish' means the broker took every byte and the end: wait for the
         // confirms of the data messages too (they may come after this one), and
         // call back outside amqplib's dispatch.
+        if (err && !isNack(err)) {
+          // The channel closed. The connection's failure (in this tick) either
+          // destroys the stream with its cause, or (`resume`) holds it: then the
+          // end is sent again once the peer answered our resume.
+          setImmediate(() => {
+            if (this.hold?.own && !this.destroyed) this.finalPending = () => this.afterAllConfirmed(() => cb());
+            else cb(this.peerGone ?? asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message'));
+          });
+          return;
+        }
         const done = (): void =>
           process.nextTick(() => {
             if (this.peerGone) cb(this.peerGone);
-            else if (err && isNack(err)) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
-            // The channel closed: the connection's failure destroys the stream with its cause.
-            else if (err) setImmediate(() => cb(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message')));
+            else if (err) cb(new TunnelError('ECONNRESET', 'the broker did not take the end-of-stream message (it rejected it)', { cause: err }));
             else cb();
           });
         if (this.unconfirmed > 0) this.afterConfirms = done;
         else done();
       });
-    });
+    };
+    this.afterSent(sendEnd);
+  }
+
+  /** Run `fn` on nextTick once no data message awaits its confirm. */
+  private afterAllConfirmed(fn: () => void): void {
+    const done = (): void => process.nextTick(fn);
+    if (this.unconfirmed > 0) this.afterConfirms = done;
+    else done();
   }
 
   private onDataReturned(msg: Message): void {
     if (this.peerGone) return;
+    const h = msg.properties.headers;
+    if (h?.[RESUME_HEADER] !== undefined || h?.[RESUMED_HEADER] !== undefined) {
+      this.peerQueueGone();
+      return;
+    }
     if (isPing(msg)) {
       const probedAt = Number(msg.properties.timestamp) || 0;
       afterGrace(() => this._peerVanished(probedAt));
@@ -946,7 +1013,7 @@ export class StreamSocket extends Duplex {
    * peer may have finished and gone, legitimately).
    */
   _probeTarget(now: number, intervalMs: number): string | undefined {
-    if (this.state !== 'open' || this.destroyed || this.peerGone || !this.peerQueue) return undefined;
+    if (this.state !== 'open' || this.destroyed || this.peerGone || !this.peerQueue || this.hold) return undefined;
     // A v1 peer deletes its queue once it has sent its end; a v2 peer keeps it
     // until both directions ended, so a v2 peer that ended is still watched
     // (it may die, or abort, while we are still sending).
@@ -992,6 +1059,10 @@ export class StreamSocket extends Duplex {
     // just before it closed its queue) means the peer left in order.
     if (this.watch.lastHeard >= probedAt || this.destroyed || this.peerGone) return;
     if (this.eofReceived && this.protocolVersion < 2) return;
+    if (this._canHold()) {
+      this.holdForPeer();
+      return;
+    }
     const t = this.transport!;
     this.peerGone = new TunnelError(
       'ECONNRESET',
@@ -1009,6 +1080,9 @@ export class StreamSocket extends Duplex {
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.hold?.timer);
+    this.finalPending = undefined;
+    this.sentChunks = [];
     const t = this.transport;
     if (t) {
       // Destroyed before our end was sent: the peer must not mistake it for a
@@ -1045,8 +1119,172 @@ export class StreamSocket extends Duplex {
     const held = this.heldAcks;
     this.heldAcks = [];
     for (const msg of held) this.ack(msg);
-    // Cancelling the only consumer deletes the exclusive auto-delete queue.
-    c.channel.cancel(c.consumerTag).catch(() => undefined);
+    // Cancelling the only consumer deletes the exclusive auto-delete queue; a
+    // resumable one is deleted (it would wait for its x-expires otherwise), and
+    // so is the peer's when the peer stayed away past the grace period.
+    this.transport!.releaseQueue(c, this.deletePeerQueue && this.peerQueue ? [this.peerQueue] : []);
+  }
+
+  // ---- resume ------------------------------------------------------------
+
+  /** Set when the peer stayed away past the grace period: its queue is deleted with ours. */
+  private deletePeerQueue = false;
+
+  /** @internal v2 `resume`: whether this stream can be held through a broker connection drop. */
+  _canHold(): boolean {
+    return this.resumable && this.state === 'open' && !this.destroyed && !this.peerGone && !(this.eofSent && this.eofReceived && this.finalPending === undefined);
+  }
+
+  /** @internal v2 `resume`: held now (our broker connection or the peer's is away). */
+  get _held(): boolean {
+    return !!this.hold && !this.destroyed;
+  }
+
+  private get graceMs(): number {
+    return this.transport!.options.resumeGraceMs;
+  }
+
+  /** @internal Our broker connection dropped: hold (the connection reconnects and then calls `_reattach`). */
+  _holdOwn(): void {
+    clearTimeout(this.hold?.timer);
+    this.hold = { own: true, awaiting: true };
+    // The channel is gone: unacked deliveries come again (flagged redelivered) once we consume again.
+    this.heldAcks = [];
+    this.early = [];
+  }
+
+  /** The peer's broker connection is away: hold for the grace period, keep sending within the window. */
+  private holdForPeer(): void {
+    if (this.hold) return;
+    const ms = this.graceMs;
+    this.transport!.options.logger.info(`the peer of a stream on '${this.serverQueue}' is away; holding the stream for up to ${ms / 1000} s`);
+    this.hold = { own: false, awaiting: false, timer: setTimeout(() => this.holdExpired(), ms) };
+    this.hold.timer!.unref();
+  }
+
+  private holdExpired(): void {
+    if (this.destroyed) return;
+    const who = this.hold?.own ? 'the peer did not answer our resume' : "the peer's broker connection did not come back";
+    this.deletePeerQueue = true;
+    this.peerGone = new TunnelError('ECONNRESET', `${who} within ${this.graceMs / 1000} s (stream on '${this.serverQueue}')`);
+    this.destroy(this.peerGone);
+  }
+
+  /**
+   * @internal Our broker connection is back: consume our data queue again
+   * (what the peer sent meanwhile waits there) and tell the peer how much we
+   * received; new data waits until it answers with what it received.
+   */
+  _reattach(): void {
+    const t = this.transport!;
+    const queue = this.consumer?.queue;
+    if (!queue || !this.hold?.own) return;
+    this.hold.timer = setTimeout(() => this.holdExpired(), this.graceMs);
+    this.hold.timer.unref();
+    t.reconsume(queue, (msg) => this.onDelivery(msg), () => !this.destroyed).then(
+      (handle) => {
+        if (this.destroyed) {
+          t.releaseQueue(handle);
+          return;
+        }
+        this.consumer = handle;
+        const headers: Record<string, unknown> = { [RESUME_HEADER]: this.bytesRead };
+        if (t.presenceQueue) headers[PRESENCE_HEADER] = t.presenceQueue;
+        t.publish(this.peerQueue!, EMPTY, this.tagged('resume', this.bytesRead, publishOptions({ headers })));
+      },
+      (err: unknown) => {
+        if (!this.destroyed) this.destroy(asTunnelError(err, 'ECONNRESET', `could not resume the stream on '${this.serverQueue}'`));
+      },
+    );
+  }
+
+  /** The peer came back (`resume`) or answered ours (`resumed`), with the bytes it has received. */
+  private onResumeMessage(kind: 'resume' | 'resumed', received: number | undefined, headers: Record<string, unknown> | undefined): void {
+    if (this.cipher && !this.cipher.verify(kind, received, headers)) {
+      this.protocolError(`a ${kind} message without a valid tag`);
+      return;
+    }
+    const tx = this.tx!;
+    if (received === undefined || received > tx.sent || received < tx.peerConsumed) {
+      this.protocolError(`a ${kind} at offset ${String(received)} when ${tx.sent} bytes were sent and ${tx.peerConsumed} granted`);
+      return;
+    }
+    if (kind === 'resumed' && !this.hold?.own) return; // a late answer: the peer's own resume already told us
+    const t = this.transport!;
+    if (kind === 'resume') {
+      const presence = peerPresence(headers);
+      if (presence) this.peerPresence = presence;
+      t.publish(this.peerQueue!, EMPTY, this.tagged('resumed', this.bytesRead, publishOptions({ headers: { [RESUMED_HEADER]: this.bytesRead } })));
+    }
+    clearTimeout(this.hold?.timer);
+    this.hold = undefined;
+    this.watch.heard();
+    // Whatever the peer lacks of what we sent, at the original offsets (under
+    // `aead` the same bytes under the same nonce: identical messages).
+    for (const c of this.sentChunks) {
+      if (c.offset + c.body.length <= received) continue;
+      this.unconfirmed++;
+      const wire = this.cipher ? this.cipher.seal(c.offset, c.body) : c.body;
+      t.publish(this.peerQueue!, wire, retransmitOptions(c.offset), this.onDataConfirm);
+    }
+    if (this.eofSent) {
+      // Our end may have been lost with the connection; a peer that has it drops a second one.
+      const pending = this.finalPending;
+      this.finalPending = undefined;
+      t.publish(this.peerQueue!, EMPTY, this.tagged('end', this.bytesWritten, offsetOptions(this.bytesWritten)), (err) => {
+        if (!pending) return;
+        if (err) this.destroy(asTunnelError(err, 'ECONNRESET', 'the broker did not confirm the end-of-stream message after a resume'));
+        else pending();
+      });
+    }
+    // Grants sent while a connection was away may be lost: repeat the last one (a stale grant is ignored).
+    const rx = this.rx!;
+    if (rx.lastGranted > 0 && !this.eofReceived) t.publish(this.peerQueue!, EMPTY, this.tagged('grant', rx.lastGranted, creditOptions(rx.lastGranted)));
+    this.pump();
+    this.grantConsumed();
+  }
+
+  /**
+   * `resume`: our resume came back, the peer's queue no longer exists. A v2
+   * peer deletes its queue only once both directions ended (it then had all
+   * our bytes and our end, and its own end waits in our queue), after it
+   * aborted (its reset waits in our queue), or the broker expired it (the
+   * peer stayed away past the grace period). With our end sent, the stream
+   * finishes once the peer's end is read from our queue (at once when it was
+   * already); a reset, or silence, resets it.
+   */
+  private peerQueueGone(): void {
+    const gone = (): TunnelError =>
+      new TunnelError('ECONNRESET', `the peer of the stream on '${this.serverQueue}' is gone for good (its queue no longer exists); the stream cannot resume`);
+    if (!this.eofSent) {
+      this.peerGone = gone();
+      this.destroy(this.peerGone);
+      return;
+    }
+    clearTimeout(this.hold?.timer);
+    this.hold = undefined;
+    const pending = this.finalPending;
+    this.finalPending = undefined;
+    pending?.();
+    if (this.eofReceived) return; // both ends done: the peer closed in order
+    const check = setInterval(() => {
+      if (this.destroyed || this.eofReceived) clearInterval(check);
+      else if (Date.now() - this.watch.lastHeard > QUEUE_GONE_QUIET_MS) {
+        clearInterval(check);
+        this.peerGone = gone();
+        this.destroy(this.peerGone);
+      }
+    }, QUEUE_GONE_QUIET_MS / 4);
+    check.unref();
+  }
+
+  /** `resume`: the peer granted (so has) bytes up to peerConsumed: they need not be kept for retransmission. */
+  private dropGranted(): void {
+    if (!this.resumable) return;
+    const granted = this.tx!.peerConsumed;
+    let i = 0;
+    while (i < this.sentChunks.length && this.sentChunks[i]!.offset + this.sentChunks[i]!.body.length <= granted) i++;
+    if (i > 0) this.sentChunks.splice(0, i);
   }
 
   private touch(): void {
@@ -1094,9 +1332,10 @@ function asTunnelError(err: unknown, code: 'ECONNRESET', context: string): Tunne
  * offsets). Both ends see the same list, so both decide alike.
  */
 function usable(agreed: ReadonlySet<Feature>): ReadonlySet<Feature> {
-  if (!agreed.has('aead') || (agreed.has('auth') && agreed.has('seq'))) return agreed;
   const out = new Set(agreed);
-  out.delete('aead');
+  if (out.has('aead') && !(out.has('auth') && out.has('seq'))) out.delete('aead');
+  // `resume` is built from presence (who is away), credit (what to keep) and seq (what to drop).
+  if (out.has('resume') && !(out.has('presence') && out.has('credit') && out.has('seq'))) out.delete('resume');
   return out;
 }
 

@@ -8,7 +8,11 @@ import { connect, type ConnectOptions, type Connection } from '../stream';
 import { TunnelError } from '../common/errors';
 
 /** What a tunnel uses of a broker connection (`openChannel` for discovery, src/tunnel/discovery.ts). */
-export type BrokerLink = Pick<Connection, 'connect' | 'createServer' | 'openChannel' | 'close' | 'isOpen' | 'blockedReason' | 'on' | 'once' | 'off'>;
+export type BrokerLink = Pick<
+  Connection,
+  'connect' | 'createServer' | 'openChannel' | 'close' | 'isOpen' | 'blockedReason' | 'on' | 'once' | 'off'
+> &
+  Partial<Pick<Connection, 'reconnecting' | 'heldStreams'>>;
 
 export interface Transport {
   /** The broker address, without password, for messages. */
@@ -24,11 +28,24 @@ export function brokerTransport(url: string, options: ConnectOptions = {}, addre
   let current: Connection | undefined;
   let pending: Promise<Connection> | undefined;
   let closed = false;
-  return {
+  const transport: Transport = {
     address,
     acquire(): Promise<BrokerLink> {
       if (closed) return Promise.reject(new TunnelError('ERR_AMQP_CLOSED', `the tunnel's broker connection to ${address} is closed`));
       if (current?.isOpen) return Promise.resolve(current);
+      const back = current;
+      if (back?.reconnecting) {
+        // v2 `resume`: the connection reconnects with streams held; use it again once it is back.
+        return new Promise<void>((resolve) => {
+          const done = (): void => {
+            back.off('reconnected', done);
+            back.off('close', done);
+            resolve();
+          };
+          back.once('reconnected', done);
+          back.once('close', done);
+        }).then(() => transport.acquire());
+      }
       pending ??= connect(url, options)
         .then((conn) => {
           conn.setMaxListeners(0);
@@ -54,4 +71,5 @@ export function brokerTransport(url: string, options: ConnectOptions = {}, addre
       if (conn) await conn.close();
     },
   };
+  return transport;
 }

@@ -81,12 +81,20 @@ export interface TunnelStats {
    * nothing lost once it clears.
    */
   blocked?: string;
+  /**
+   * v2 `resume`: while reconnecting, the open connections whose streams are
+   * held (they go on, with nothing lost, once the broker connection is back
+   * within the grace period).
+   */
+  held?: number;
 }
 
 export interface StateChange {
   state: TunnelState;
   previous: TunnelState;
   error?: Error;
+  /** Entering 'reconnecting' with v2 `resume`: how many streams are held rather than reset. */
+  held?: number;
 }
 
 interface Tracked {
@@ -126,6 +134,9 @@ export abstract class Tunnel extends EventEmitter {
   private onLinkClose?: (err?: Error) => void;
   private onLinkBlocked?: (reason: string) => void;
   private onLinkUnblocked?: () => void;
+  private onLinkReconnecting?: (info: { held: number; graceMs: number }) => void;
+  /** v2 `resume`: the connection that reconnects with streams held (counted in stats while reconnecting). */
+  private holding?: BrokerLink;
   private blocked?: string;
   private stopping?: Promise<void>;
 
@@ -170,6 +181,7 @@ export abstract class Tunnel extends EventEmitter {
       lastError: this.lastError?.message,
       lastErrorAt: this.lastError?.at,
       blocked: this.blocked,
+      held: this._state === 'reconnecting' && this.holding?.reconnecting ? this.holding.heldStreams : undefined,
     };
   }
 
@@ -256,7 +268,9 @@ export abstract class Tunnel extends EventEmitter {
     const previous = this._state;
     if (previous === state) return;
     this._state = state;
-    const change: StateChange = { state, previous, error };
+    const held = state === 'reconnecting' && this.holding?.reconnecting ? this.holding.heldStreams : undefined;
+    if (state !== 'reconnecting') this.holding = undefined;
+    const change: StateChange = { state, previous, error, held };
     this.emit('state', change);
   }
 
@@ -303,6 +317,13 @@ export abstract class Tunnel extends EventEmitter {
     this.onLinkUnblocked = () => this.setBlocked(undefined);
     link.on('blocked', this.onLinkBlocked);
     link.on('unblocked', this.onLinkUnblocked);
+    // v2 `resume`: the connection reconnects by itself, holding streams; the tunnel listens again once it is back.
+    this.onLinkReconnecting = (info) => {
+      if (this.link !== link) return;
+      this.holding = link;
+      this.lost(new TunnelError('ECONNRESET', `the connection to ${this.transport.address} was lost; reconnecting, ${info.held} stream${info.held === 1 ? '' : 's'} held for up to ${info.graceMs / 1000} s`));
+    };
+    link.on('reconnecting', this.onLinkReconnecting);
     this.setBlocked(link.blockedReason);
   }
 
@@ -323,6 +344,8 @@ export abstract class Tunnel extends EventEmitter {
     if (this.link && this.onLinkClose) this.link.off('close', this.onLinkClose);
     if (this.link && this.onLinkBlocked) this.link.off('blocked', this.onLinkBlocked);
     if (this.link && this.onLinkUnblocked) this.link.off('unblocked', this.onLinkUnblocked);
+    if (this.link && this.onLinkReconnecting) this.link.off('reconnecting', this.onLinkReconnecting);
+    this.onLinkReconnecting = undefined;
     this.onLinkBlocked = undefined;
     this.onLinkUnblocked = undefined;
     if (this.blocked !== undefined) this.setBlocked(undefined);

@@ -2,8 +2,12 @@ import * as assert from 'node:assert/strict';
 import { MessagePacker } from '../../src/stream/packer';
 import {
   FEATURES_HEADER,
+  OFFSET_HEADER,
   PING_HEADER,
   RESET_HEADER,
+  RESUME_HEADER,
+  RESUMED_HEADER,
+  RETRANSMIT_HEADER,
   VERSION_HEADER,
   classify,
   commonFeatures,
@@ -14,7 +18,9 @@ import {
   peerVersion,
   pingOptions,
   resetOptions,
+  retransmitOptions,
 } from '../../src/stream/protocol';
+import { resolveResumeGrace } from '../../src/stream/connection';
 
 const msg = (body: string, headers?: Record<string, unknown>) => ({ content: Buffer.from(body), properties: { headers } });
 
@@ -125,5 +131,31 @@ describe('v2 feature negotiation (x-amqp-stream-features)', () => {
     assert.deepEqual(handshakeHeaders(2, []), { [VERSION_HEADER]: 2 });
     assert.deepEqual(handshakeHeaders(1, ['seq']), { [VERSION_HEADER]: 1 });
     assert.deepEqual(handshakeHeaders(2, ['credit', 'seq']), { [VERSION_HEADER]: 2, [FEATURES_HEADER]: 'credit,seq' });
+  });
+});
+
+describe('v2 resume vocabulary', () => {
+  const RESUME = new Set(['presence', 'credit', 'seq', 'resume'] as const);
+  it('reads resume and resumed only when resume is in use; otherwise an empty message stays an end', () => {
+    assert.deepEqual(classify(msg('', { [RESUME_HEADER]: 42 }), 2, RESUME), { kind: 'resume', received: 42 });
+    assert.deepEqual(classify(msg('', { [RESUMED_HEADER]: '7' }), 2, RESUME), { kind: 'resumed', received: '7' });
+    assert.equal(classify(msg('', { [RESUME_HEADER]: 42, [OFFSET_HEADER]: 0 }), 2, new Set(['seq'] as const)).kind, 'eof');
+    assert.equal(classify(msg('', { [RESUME_HEADER]: 42 }), 1, RESUME).kind, 'eof');
+    // A resume header on a data message is not a resume.
+    assert.equal(classify(msg('data', { [RESUME_HEADER]: 42, [OFFSET_HEADER]: 0 }), 2, RESUME).kind, 'data');
+  });
+
+  it('flags retransmissions at their original offset', () => {
+    assert.deepEqual(retransmitOptions(4096).headers, { [OFFSET_HEADER]: 4096, [RETRANSMIT_HEADER]: 1 });
+    assert.equal(retransmitOptions(0).mandatory, true);
+  });
+
+  it('checks resumeGrace: seconds from 0 (off) to a day, default 30 s', () => {
+    assert.equal(resolveResumeGrace(undefined), 30_000);
+    assert.equal(resolveResumeGrace(0), 0);
+    assert.equal(resolveResumeGrace(2.5), 2500);
+    for (const bad of [-1, Number.NaN, Infinity, 86_401, '30' as unknown as number]) {
+      assert.throws(() => resolveResumeGrace(bad), (err: { code?: string; message: string }) => err.code === 'ERR_INVALID_ARG' && /resumeGrace/.test(err.message));
+    }
   });
 });
