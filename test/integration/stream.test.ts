@@ -516,27 +516,30 @@ describe('stream library (real broker)', function () {
     await streams[0]!.close();
   });
 
-  it('sends bulk data piped from a TCP socket in full messages, not one message per 64 KiB read', async () => {
+  it('sends bulk data piped from a TCP socket in messages larger than one 64 KiB read', async () => {
     const { q, streams } = await v1Peer('bulkpack');
     const sock = conn.connect(q, { allowHalfOpen: true });
+    cleanups.push(() => sock.destroy());
     await once(sock, 'connect');
-    // A real TCP source: Node reads it 64 KiB at a time, several reads per turn of the event loop.
+    // A real TCP source: Node reads it at most 64 KiB at a time, often several reads per turn of the event loop.
     const server = net.createServer((tcp) => tcp.pipe(sock));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
     const total = 16 * 1024 * 1024;
     const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    cleanups.push(() => client.destroy());
     client.end(Buffer.alloc(total, 5));
     await waitFor(async () => streams.length === 1);
     await streams[0]!.ended;
     const sizes = streams[0]!.received.map((b) => b.length);
     assert.equal(sizes.reduce((a, b) => a + b, 0), total);
-    // Each message costs the broker about as much as a full one: flushing every
-    // 64 KiB read on its own sent no full (131,064-byte) message at all.
-    const inFull = sizes.filter((n) => n === 131_064).length * 131_064;
-    assert.ok(inFull >= total / 2, `only ${inFull} of ${total} bytes went in full messages (sizes: ${sizes.slice(0, 12).join(', ')} ...)`);
-    sock.destroy();
+    // Each message costs the broker about as much as a full one. Flushing every
+    // read on its own made every message 64 KiB or less; gathered per turn of
+    // the loop they average more (how much depends on what the kernel hands
+    // over per turn: 95-131 KiB here, full 131,064-byte messages on a quiet machine).
+    const average = total / sizes.length;
+    assert.ok(average > 1.2 * 65_536, `messages average ${Math.round(average)} bytes (sizes: ${sizes.slice(0, 12).join(', ')} ...)`);
     await streams[0]!.close();
   });
 
