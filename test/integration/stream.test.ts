@@ -136,10 +136,17 @@ describe('stream library (real broker)', function () {
       s.end();
     }
     let serverDigest!: Promise<{ sha: string; bytes: number }>;
-    const { next } = await serveOne(q, (s) => {
-      serverDigest = digestAll(s);
-      void pump(s);
-    });
+    // Half-open on both sides: each end sends all of its 256 MiB whenever the
+    // other finishes first (without it the server's writable side ends when
+    // the client's end arrives, as net.Socket's does, and its later writes fail).
+    const { next } = await serveOne(
+      q,
+      (s) => {
+        serverDigest = digestAll(s);
+        void pump(s);
+      },
+      { allowHalfOpen: true },
+    );
     const sock = conn.connect(q, { allowHalfOpen: true });
     const clientDigest = digestAll(sock);
     await pump(sock);
