@@ -440,6 +440,9 @@ describe('debugging a remote Node program through a tunnel', function () {
           name: 'Attach after starting a forward',
           address: '127.0.0.1',
           port: '${command:amqpTunnel.localPort}',
+          // js-debug gives up after 10 s by default; the prompts typed in the page come first
+          // (on a loaded CI machine it failed with "Could not find any debuggable target").
+          timeout: 30_000,
         });
         // As a user: the offer's button, then the Forward command's prompts (broker, queue, local port).
         await clickNotificationButton('No forward over AMQP is ready', 'Forward port over AMQP');
