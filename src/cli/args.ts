@@ -170,7 +170,7 @@ function common(command: CommandName, values: Values, env: NodeJS.ProcessEnv, br
     if (!/^\d{1,5}$/.test(grace) || Number(grace) > MAX_RESUME_GRACE) {
       throw new UsageError(`--resume-grace '${grace}' is not a number of seconds from 0 (off) to ${MAX_RESUME_GRACE}`, command);
     }
-    // Given explicitly (> 0), it also turns `resume` on: it is not yet offered by default.
+    // 0 turns `resume` off: open connections are reset on a drop, and a dead peer is noticed at once.
     connectOptions.resumeGrace = Number(grace);
   }
   return {

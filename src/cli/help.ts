@@ -8,7 +8,8 @@ const BROKER_FLAGS = `Broker options:
   --external-auth     log in with the client certificate (SASL EXTERNAL)
   --heartbeat SECS    AMQP heartbeat (default 10; lower detects a dead broker link sooner)
   --resume-grace SECS hold open connections this long while the broker connection is away and
-                      resume them with nothing lost (both sides need it; 0 = reset at once)
+                      resume them with nothing lost (default 30; both sides need it; 0 = reset
+                      at once, and a peer that died is noticed in about a second, not after SECS)
 Tunnel secret (the same on both sides; see docs/security.md):
   --secret-file FILE  read the tunnel secret from FILE (default: $AMQP_TUNNEL_SECRET)
 Output:

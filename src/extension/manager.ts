@@ -195,9 +195,9 @@ export class TunnelManager implements vscode.Disposable {
     entry.brokerAddress = redactUrl(broker.url);
     const url = await this.brokers.connectUrl(spec.broker);
     const secret = await this.tunnelSecrets?.get(spec.broker, spec.queue);
-    const grace = vscode.workspace.getConfiguration(CONFIG_SECTION).get<number>(SETTINGS.resumeGrace, 0);
-    const resumeGrace = typeof grace === 'number' && Number.isFinite(grace) && grace > 0 ? Math.min(grace, 86_400) : undefined;
-    const connectOptions = { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}`, ...(resumeGrace ? { resumeGrace } : {}) };
+    const grace = vscode.workspace.getConfiguration(CONFIG_SECTION).get<number>(SETTINGS.resumeGrace, 30);
+    const resumeGrace = typeof grace === 'number' && Number.isFinite(grace) && grace >= 0 ? Math.min(grace, 86_400) : undefined;
+    const connectOptions = { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}`, ...(resumeGrace !== undefined ? { resumeGrace } : {}) };
     const options = { queue: spec.queue, broker: url, logger: this.log, secret, connectOptions };
     if (spec.kind === 'publish' && !secret) this.tunnelSecrets?.warnUnprotected(spec.broker, spec.queue, spec.address);
     const tunnel = spec.kind === 'forward' ? forward({ ...options, bind: spec.address }) : publish({ ...options, target: spec.address, listed: !vscode.workspace.getConfiguration(CONFIG_SECTION).get<boolean>(SETTINGS.unlisted, false) });

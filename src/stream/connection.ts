@@ -114,8 +114,6 @@ export interface ConnectOptions {
    * every stream). Only streams whose peer also speaks `resume` are held.
    * Their data queues are then non-exclusive and expire at the broker this
    * long after nobody consumes them (docs/protocol.md, "resume").
-   * `resume` is not yet in the default features: giving resumeGrace > 0
-   * without `features` turns it on.
    */
   resumeGrace?: number;
 }
@@ -195,7 +193,7 @@ export function resolveResumeGrace(seconds: number | undefined): number {
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
-export const DEFAULT_FEATURES: readonly Feature[] = ['presence', 'credit', 'seq'];
+export const DEFAULT_FEATURES: readonly Feature[] = ['presence', 'credit', 'seq', 'resume'];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -372,8 +370,7 @@ export class Connection extends EventEmitter implements StreamHost {
       prefetch: options.prefetch ?? DEFAULTS.prefetch,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       protocolVersion: Math.min(options.protocolVersion ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
-      // A resumeGrace given without a feature list turns `resume` on (it is not yet offered by default).
-      features: new Set(options.features ?? (options.resumeGrace ? [...DEFAULT_FEATURES, 'resume'] : DEFAULT_FEATURES)),
+      features: new Set(options.features ?? DEFAULT_FEATURES),
       secret: options.secret === undefined ? undefined : resolveSecret(options.secret),
       window: resolveWindow(options.window),
       resumeGraceMs: resolveResumeGrace(options.resumeGrace),

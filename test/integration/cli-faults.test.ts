@@ -4,6 +4,9 @@
  * a tunnel killed with SIGKILL. The bounds are the ones promised in issue 3:
  * RST (never a clean FIN) for cut connections, ready again within 2 s after
  * the broker is back, and peers noticing a dead process within 2 s.
+ * These are the bounds without stream resumption (`--resume-grace 0`, as
+ * with a v1 peer); with it (the default) a cut is survived and a dead peer
+ * is reset after the grace period: cli-resume.test.ts.
  */
 import * as assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -49,7 +52,7 @@ describe('amqp-tunnel under faults (processes, fault proxy, kill -9)', function 
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
-  const cli = (args: string[]): Cli => spawnCli(cleanup, [...args, '--json']);
+  const cli = (args: string[]): Cli => spawnCli(cleanup, [...args, '--json', '--resume-grace', '0']);
   const proxy = async (): Promise<FaultProxy> => {
     const p = await new FaultProxy(brokerPort).start();
     cleanup.push(() => p.close());

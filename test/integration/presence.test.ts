@@ -33,7 +33,8 @@ describe('presence: liveness per peer connection (real broker)', function () {
   });
 
   async function open(url = AMQP_URL, options: Parameters<typeof connect>[1] = {}): Promise<Connection> {
-    const c = await connect(url, options);
+    // Without resumption (a peer's death is a reset at once; with it, after the grace: *-resume tests).
+    const c = await connect(url, { resumeGrace: 0, ...options });
     cleanups.push(() => c.close());
     return c;
   }
@@ -76,7 +77,7 @@ describe('presence: liveness per peer connection (real broker)', function () {
   it('resets every stream with a peer connection that died, within 2 s', async () => {
     const fp = await new FaultProxy(brokerPort).start();
     cleanups.push(() => fp.close());
-    const listener = await connect(fp.url(AMQP_URL));
+    const listener = await connect(fp.url(AMQP_URL), { resumeGrace: 0 });
     listener.on('close', () => undefined);
     cleanups.push(() => listener.close());
     const client = await open();

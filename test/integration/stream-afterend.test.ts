@@ -21,9 +21,10 @@ describe('stream: a peer that aborts or dies after its own end (real broker)', f
 
   /** A listener stream that has read its client's clean end; `c` is the client's connection. */
   async function endedPair(clientUrl = AMQP_URL): Promise<{ server: StreamSocket; client: StreamSocket; c: Connection }> {
-    const l = await connect(AMQP_URL);
+    // Without resumption: a dead peer is noticed at once (with it, after the grace: stream-resume.test.ts).
+    const l = await connect(AMQP_URL, { resumeGrace: 0 });
     cleanups.push(() => l.close());
-    const c = await connect(clientUrl);
+    const c = await connect(clientUrl, { resumeGrace: 0 });
     cleanups.push(() => c.close().catch(() => undefined));
     const q = uniqueQueue('afterend');
     let accept!: (s: StreamSocket) => void;

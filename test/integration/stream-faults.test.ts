@@ -36,7 +36,8 @@ describe('stream core failure cases (real broker, fault proxy)', function () {
   });
 
   async function open(options: Parameters<typeof connect>[1] = {}, url = AMQP_URL): Promise<Connection> {
-    const c = await connect(url, options);
+    // Without resumption: a lost broker connection resets streams (with it they are held: stream-resume.test.ts).
+    const c = await connect(url, { resumeGrace: 0, ...options });
     cleanups.push(() => c.close());
     return c;
   }
@@ -210,7 +211,7 @@ describe('stream core failure cases (real broker, fault proxy)', function () {
 
   it('says the broker connection was lost because the TCP connection was reset', async () => {
     const fp = await proxy();
-    const c = await connect(fp.url(AMQP_URL));
+    const c = await connect(fp.url(AMQP_URL), { resumeGrace: 0 });
     cleanups.push(() => c.close());
     const q = uniqueQueue('lost-reset');
     const server = await open();
@@ -242,7 +243,7 @@ describe('stream core failure cases (real broker, fault proxy)', function () {
   it('says the broker stopped answering heartbeats', async function () {
     this.timeout(30_000);
     const fp = await proxy();
-    const c = await connect(fp.url(AMQP_URL), { heartbeat: 1 });
+    const c = await connect(fp.url(AMQP_URL), { heartbeat: 1, resumeGrace: 0 });
     cleanups.push(() => c.close());
     const q = uniqueQueue('lost-heartbeat');
     const server = await open();

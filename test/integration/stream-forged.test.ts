@@ -22,11 +22,12 @@ describe('stream: a forged request naming a live stream\'s queue (real broker)',
   it('is rejected without a stream, and the live stream still notices its client dying', async () => {
     const lines: string[] = [];
     const logger = { debug: () => undefined, info: () => undefined, warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
-    const l = await connect(AMQP_URL, { logger });
+    // Without resumption: the dying client is noticed at once.
+    const l = await connect(AMQP_URL, { logger, resumeGrace: 0 });
     cleanups.push(() => l.close());
     const fp = await new FaultProxy(brokerPort).start();
     cleanups.push(() => fp.close());
-    const c = await connect(fp.url(AMQP_URL));
+    const c = await connect(fp.url(AMQP_URL), { resumeGrace: 0 });
     cleanups.push(() => c.close().catch(() => undefined));
     const q = uniqueQueue('forged');
     const accepted: StreamSocket[] = [];

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as amqp from 'amqplib';
 import { connect, dial, listen, type Connection, type StreamServer, type StreamSocket } from '../../src/stream';
 import { v1Dial, v1Listen, type V1Stream } from './v1peer';
-import { AMQP_URL, brokerView, countEvents, digestAll, errorOf, queueExists, queueMessages, readAll, uniqueQueue } from './support';
+import { AMQP_URL, brokerView, countEvents, digestAll, errorOf, queueExists, queueMessages, rabbitmqctl, readAll, uniqueQueue } from './support';
 
 describe('stream library (real broker)', function () {
   let conn: Connection;
@@ -503,7 +503,7 @@ describe('stream library (real broker)', function () {
       for (let i = 0; i < payload.length; i += 7777) sock.write(payload.subarray(i, i + 7777));
       sock.end();
       assert.ok((await got).equals(payload));
-      assert.deepEqual([...sock.features].sort(), ['credit', 'presence', 'seq']);
+      assert.deepEqual([...sock.features].sort(), ['credit', 'presence', 'resume', 'seq']);
     });
   });
 
@@ -687,17 +687,25 @@ describe('stream library (real broker)', function () {
       },
       c,
     );
-    // The connection keeps 4 data queues ready (warmQueues) and its presence queue: they are the only ones besides the listener's.
+    // The connection keeps 4 data queues ready (warmQueues) and its presence queue. Data
+    // queues are resumable (`resume`, on by default): not exclusive, so the broker does not
+    // list them as the connection's; every stream's queues are checked by name below.
     await waitFor(async () => c.warmQueueCount === 4);
     const before = await brokerView(name);
-    assert.equal(before.queues, 1 + 4 + 1, 'the control queue, the 4 warm data queues and the presence queue');
-    assert.equal(before.consumers, 1 + 4 + 1);
+    assert.equal(before.queues, 1 + 1, 'the control queue and the presence queue');
+    assert.equal(before.consumers, 1 + 1);
+    const used = new Set<string>();
+    const noteQueues = (sock: StreamSocket): void => {
+      const p = new URL(sock.localAddress!).searchParams;
+      for (const k of ['local_queue', 'remote_queue']) if (p.get(k)) used.add(p.get(k)!);
+    };
     const handlesBefore = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
     const batch = 50;
     for (let i = 0; i < 2000; i += batch) {
       await Promise.all(
         Array.from({ length: batch }, async (_, j) => {
           const s = c.connect(q);
+          s.once('connect', () => noteQueues(s));
           const got = readAll(s);
           // Alternate which side closes first: the client ends, or the client destroys after the echo.
           if ((i + j) % 2 === 0) {
@@ -717,6 +725,9 @@ describe('stream library (real broker)', function () {
     assert.equal(resets, 1000, 'every client destroy() is a reset at the server, every end() is not');
     const after = await waitForValue(() => brokerView(name), (v) => v.queues === before.queues && v.consumers === before.consumers);
     assert.deepEqual(after, before);
+    assert.equal(used.size, 4000, 'two data queues per stream');
+    const left = (await rabbitmqctl<{ name: string }>(['list_queues', 'name'])).filter((x) => used.has(x.name));
+    assert.deepEqual(left, [], 'no data queue of a closed stream is left on the broker');
     const handlesAfter = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
     assert.ok(handlesAfter <= handlesBefore, `handles before ${handlesBefore}, after ${handlesAfter}`);
   });

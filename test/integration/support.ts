@@ -74,7 +74,7 @@ export function countEvents(emitter: NodeJS.EventEmitter, names: string[]): Reco
 
 const execFileP = promisify(execFile);
 
-async function rabbitmqctl<T>(args: string[]): Promise<T[]> {
+export async function rabbitmqctl<T>(args: string[]): Promise<T[]> {
   const { stdout } = await execFileP('rabbitmqctl', [...args, '-q', '--formatter', 'json'], { maxBuffer: 64 * 1024 * 1024 });
   return stdout.trim() ? (JSON.parse(stdout) as T[]) : [];
 }

@@ -17,14 +17,24 @@ async function rabbitmqctl<T>(args: string[]): Promise<T[]> {
   return stdout.trim() ? (JSON.parse(stdout) as T[]) : [];
 }
 
-/** Names of the queues the Connection named `connectionName` owns (its consuming AMQP connection, "NAME (consume)", declares them all). */
+/**
+ * Names of the queues the Connection named `connectionName` holds: those its
+ * consuming AMQP connection ("NAME (consume)", which declares them all) owns
+ * (exclusive: control and presence queues) or consumes (data queues, which are
+ * resumable by default and so not exclusive).
+ */
 async function ownedQueues(connectionName: string): Promise<string[]> {
   type Conn = { pid: string; client_properties: Array<[string, string, unknown]> };
   const conns = await rabbitmqctl<Conn>(['list_connections', 'pid', 'client_properties']);
   const conn = conns.find((c) => c.client_properties.some(([k, , v]) => k === 'connection_name' && v === `${connectionName} (consume)`));
   if (!conn) throw new Error(`the broker lists no connection named ${connectionName}`);
   type Q = { name: string; owner_pid: string };
-  return (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid'])).filter((q) => q.owner_pid === conn.pid).map((q) => q.name);
+  const owned = (await rabbitmqctl<Q>(['list_queues', 'name', 'owner_pid'])).filter((q) => q.owner_pid === conn.pid).map((q) => q.name);
+  type Ch = { pid: string; connection: string };
+  const channels = new Set((await rabbitmqctl<Ch>(['list_channels', 'pid', 'connection'])).filter((c) => c.connection === conn.pid).map((c) => c.pid));
+  type Consumer = { queue_name: string; channel_pid: string };
+  const consumed = (await rabbitmqctl<Consumer>(['list_consumers', 'queue_name', 'channel_pid'])).filter((c) => channels.has(c.channel_pid)).map((c) => c.queue_name);
+  return [...new Set([...owned, ...consumed])];
 }
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
