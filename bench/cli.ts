@@ -19,6 +19,7 @@
  * medians over rounds, min-max, same-round ratios and the targets of issue 10.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,6 +87,7 @@ interface Args {
   systems: Set<string>;
   cpuProf?: string;
   noDefaultPair: boolean;
+  noSecretPair: boolean;
 }
 
 export const USAGE = `npm run bench [-- OPTIONS]
@@ -97,13 +99,14 @@ export const USAGE = `npm run bench [-- OPTIONS]
   --pair-cli FILE       add a CLI pair run from another build of the CLI (repeatable),
                         e.g. a copy of dist/cli.js from main, for a before/after in the same rounds
   --no-default-pair     measure only the pairs given with --pair-args / --pair-cli
+  --no-secret-pair      skip the pair with a tunnel secret (measured by default: the cost of encryption)
   --only G,G            only these groups: ${GROUPS.join(', ')}
   --systems S,S         only these systems: tcp, raw, pair (default all)
   --cpu-prof DIR        run the CLI processes with node --cpu-prof, profiles into DIR
   --lib                 the older in-process benchmark of the stream library`;
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { config: FULL, quick: false, pairArgs: [], pairClis: [], only: new Set(GROUPS), systems: new Set(['tcp', 'raw', 'pair']), noDefaultPair: false };
+  const a: Args = { config: FULL, quick: false, pairArgs: [], pairClis: [], only: new Set(GROUPS), systems: new Set(['tcp', 'raw', 'pair']), noDefaultPair: false, noSecretPair: false };
   let rounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -118,6 +121,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--pair-args') a.pairArgs.push(v().split(/\s+/).filter(Boolean));
     else if (k === '--pair-cli') a.pairClis.push(path.resolve(v()));
     else if (k === '--no-default-pair') a.noDefaultPair = true;
+    else if (k === '--no-secret-pair') a.noSecretPair = true;
     else if (k === '--only') a.only = new Set(v().split(',') as Group[]);
     else if (k === '--systems') a.systems = new Set(v().split(','));
     else if (k === '--cpu-prof') a.cpuProf = path.resolve(v());
@@ -207,19 +211,33 @@ async function main(): Promise<void> {
     systems.push({ key: 'raw', label: 'raw amqplib', kind: 'raw', port: 0 });
   }
   const pairs: Array<[string, string[], string | undefined]> = [];
+  let secretFile: string | undefined;
   if (args.systems.has('pair')) {
     if (!args.noDefaultPair) pairs.push(['pair', [], undefined]);
+    if (!args.noDefaultPair && !args.noSecretPair) {
+      // The same pair with a tunnel secret (auth + end-to-end encryption): a throw-away key, deleted at the end.
+      secretFile = path.join(os.tmpdir(), `amqp-tunnel-bench-${process.pid}.key`);
+      fs.writeFileSync(secretFile, randomBytes(32).toString('base64'), { mode: 0o600 });
+      pairs.push(['secret', ['--secret-file', secretFile], undefined]);
+    }
     args.pairArgs.forEach((extra, i) => pairs.push([`pair${i + 1}`, extra, undefined]));
     args.pairClis.forEach((cli, i) => pairs.push([`paircli${i + 1}`, [], cli]));
   }
   for (const [key, extra, cli] of pairs) {
     const pair = new CliPair(`bench-${key}-${tag}`, targetPort, extra, nodeArgs, env, cli);
-    const label = cli ? `CLI pair (${path.relative(process.cwd(), cli)})` : extra.length ? `CLI pair ${extra.join(' ')}` : 'CLI pair';
+    const label = cli
+      ? `CLI pair (${path.relative(process.cwd(), cli)})`
+      : key === 'secret'
+        ? 'CLI pair with a tunnel secret'
+        : extra.length
+          ? `CLI pair ${extra.join(' ')}`
+          : 'CLI pair';
     systems.push({ key, label, kind: 'pair', pair, port: 0 });
   }
   const stopAll = async (): Promise<void> => {
     await Promise.all([...systems.map((s) => s.pair?.stop()), rawA?.call({ cmd: 'stop' }).catch(() => undefined), rawB?.call({ cmd: 'stop' }).catch(() => undefined)]);
     await target.stop();
+    if (secretFile) fs.rmSync(secretFile, { force: true });
   };
   try {
     for (const s of systems) {
