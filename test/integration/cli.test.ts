@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as crypto from 'node:crypto';
+import { CdpSession } from './cdp';
 import { brokerConnectionNames, echoServer } from './support';
 import { CLI, Cli, spawnCli } from './clirunner';
 import { freePort } from '../../src/tunnel/spec';
@@ -24,56 +24,6 @@ async function httpServer(handler: http.RequestListener): Promise<[http.Server, 
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return [server, (server.address() as net.AddressInfo).port];
-}
-
-/** A minimal WebSocket client (RFC 6455): one text request, the first text reply matching `pred`. */
-async function wsRequest(url: string, message: string, pred: (text: string) => boolean): Promise<string> {
-  const u = new URL(url);
-  const key = crypto.randomBytes(16).toString('base64');
-  const req = http.request({
-    host: u.hostname,
-    port: Number(u.port),
-    path: u.pathname,
-    headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': key, 'Sec-WebSocket-Version': '13' },
-  });
-  req.end();
-  const [res, socket, head] = (await once(req, 'upgrade')) as [http.IncomingMessage, net.Socket, Buffer];
-  assert.equal(res.statusCode, 101);
-  const payload = Buffer.from(message);
-  const mask = crypto.randomBytes(4);
-  const header =
-    payload.length < 126
-      ? Buffer.from([0x81, 0x80 | payload.length])
-      : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
-  socket.write(Buffer.concat([header, mask, masked]));
-  let buf = head;
-  try {
-    for (;;) {
-      while (buf.length >= 2) {
-        let len = buf[1]! & 0x7f;
-        let off = 2;
-        if (len === 126) {
-          if (buf.length < 4) break;
-          len = buf.readUInt16BE(2);
-          off = 4;
-        } else if (len === 127) {
-          if (buf.length < 10) break;
-          len = Number(buf.readBigUInt64BE(2));
-          off = 10;
-        }
-        if (buf.length < off + len) break;
-        const opcode = buf[0]! & 0x0f;
-        const text = buf.subarray(off, off + len).toString();
-        buf = buf.subarray(off + len);
-        if (opcode === 1 && pred(text)) return text;
-      }
-      const [chunk] = (await once(socket, 'data')) as [Buffer];
-      buf = Buffer.concat([buf, chunk]);
-    }
-  } finally {
-    socket.destroy();
-  }
 }
 
 function assertOneLineError(stderr: string, pattern: RegExp): void {
@@ -214,13 +164,12 @@ describe('amqp-tunnel CLI (processes, real broker)', function () {
     assert.ok(list.length >= 1);
     const wsUrl = list[0]!.webSocketDebuggerUrl;
     assert.match(wsUrl, new RegExp(`^ws://127\\.0\\.0\\.1:${fport}/`));
-    const reply = await wsRequest(
-      wsUrl,
-      JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: { expression: '6*7' } }),
-      (t) => (JSON.parse(t) as { id?: number }).id === 1,
-    );
-    const parsed = JSON.parse(reply) as { result: { result: { type: string; value: number } } };
-    assert.equal(parsed.result.result.value, 42);
+    const session = await CdpSession.open(wsUrl);
+    try {
+      assert.equal(await session.evaluate('6*7'), 42);
+    } finally {
+      session.close();
+    }
     assert.equal(await fwd.stop(), 0);
     assert.equal(await pub.stop(), 0);
   });
