@@ -251,6 +251,27 @@ export function defaultConnectionName(): string {
 }
 
 /**
+ * amqplib writes every frame its channels queued in one turn with its own
+ * socket write; corking the socket for that pass sends them in one writev.
+ */
+function coalesceWrites(model: ChannelModel): ChannelModel {
+  const c = (model as unknown as { connection?: { muxer?: { _readIncoming?: () => void }; stream?: { cork?: () => void; uncork?: () => void } } }).connection;
+  const mux = c?.muxer;
+  const stream = c?.stream;
+  const pass = mux?._readIncoming;
+  if (!mux || !stream || typeof pass !== 'function' || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function') return model;
+  mux._readIncoming = function () {
+    stream.cork!();
+    try {
+      pass.call(mux);
+    } finally {
+      stream.uncork!();
+    }
+  };
+  return model;
+}
+
+/**
  * Open a connection to the broker at `url` (an AMQP URL; a `server_queue`
  * parameter is ignored here). Rejects with a TunnelError that names the
  * problem: ECONNREFUSED, ENOTFOUND, ETIMEDOUT, ERR_AMQP_AUTH, ERR_AMQP_VHOST, ERR_AMQP_TLS.
@@ -276,7 +297,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   if (options.externalAuth) socketOptions.credentials = amqp.credentials.external();
   const base = options.connectionName ?? defaultConnectionName();
   const open = (role: 'publish' | 'consume'): Promise<ChannelModel> =>
-    amqp.connect(u.toString(), { ...socketOptions, clientProperties: { connection_name: `${base} (${role})` } });
+    amqp.connect(u.toString(), { ...socketOptions, clientProperties: { connection_name: `${base} (${role})` } }).then(coalesceWrites);
   const [pub, sub] = await Promise.allSettled([open('publish'), open('consume')]);
   if (pub.status === 'rejected' || sub.status === 'rejected') {
     for (const r of [pub, sub]) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);

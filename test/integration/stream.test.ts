@@ -550,6 +550,36 @@ describe('stream library (real broker)', function () {
     await streams[0]!.close();
   });
 
+  it('hands the frames queued in one turn to the broker socket in one write', async () => {
+    // Each socket write is a system call; on a virtual machine it is most of
+    // what a small message costs. amqplib writes frame by frame (a message is
+    // its method + header and its body frame; an ack and a publish of the
+    // same turn are two more); corked for the pass, they leave as one writev.
+    const { q, streams } = await v1Peer('onewrite');
+    const sock = conn.connect(q, { allowHalfOpen: true });
+    await once(sock, 'connect');
+    const pub = (conn as unknown as { pubModel: { connection: { stream: net.Socket } } }).pubModel.connection.stream;
+    const calls: string[] = [];
+    const spy = (name: '_write' | '_writev'): (() => void) => {
+      const original = pub[name] as (...args: unknown[]) => unknown;
+      pub[name] = function (this: net.Socket, ...args: unknown[]) {
+        calls.push(name === '_writev' ? `writev of ${(args[0] as unknown[]).length}` : 'write');
+        return original.apply(this, args);
+      } as never;
+      return () => void (pub[name] = original as never);
+    };
+    const restore = [spy('_write'), spy('_writev')];
+    try {
+      sock.write(Buffer.alloc(100_000, 7)); // one message: method + header, then a 100,008-byte body frame
+      await waitFor(async () => streams[0]?.received.length === 1);
+    } finally {
+      for (const r of restore) r();
+    }
+    assert.deepEqual(calls, ['writev of 2'], `socket writes: ${calls.join(', ')}`);
+    sock.destroy();
+    await streams[0]!.close();
+  });
+
   it('coalesces many small writes in one tick into one message, and splits large writes', async () => {
     const { q, streams } = await v1Peer('coalesce');
     const c = await connect(AMQP_URL, { maxMessageSize: 1000 });
