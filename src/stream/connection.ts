@@ -145,8 +145,12 @@ export interface StreamHost {
   readonly options: ResolvedOptions;
   /** Declare a server-named exclusive auto-delete queue and consume it. */
   openQueue(onMessage: (msg: ConsumeMessage | null) => void): Promise<ConsumerHandle>;
-  /** Publish on the shared confirm channel; false means wait for `whenDrained`. */
-  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean;
+  /**
+   * Publish on the shared confirm channel, or (`express`, for a small data
+   * message of a stream that uses the feature) on the express channel, where
+   * `confirmed` runs once amqplib took the message. False means wait for `whenDrained`.
+   */
+  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void, express?: boolean): boolean;
   /** True while amqplib's publish buffer is full or too much published is unconfirmed: writers wait for `whenDrained`. */
   readonly needsDrain: boolean;
   /** Call `cb` once the publish buffer has room (at once when it has). */
@@ -193,7 +197,7 @@ export function resolveResumeGrace(seconds: number | undefined): number {
 }
 
 /** The v2 features this version implements and offers by default (each is added as it lands). */
-export const DEFAULT_FEATURES: readonly Feature[] = ['presence', 'credit', 'seq', 'resume'];
+export const DEFAULT_FEATURES: readonly Feature[] = ['presence', 'credit', 'seq', 'resume', 'express'];
 
 const DEFAULTS = {
   heartbeat: 10,
@@ -329,6 +333,10 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
  */
 interface ChannelSet {
   pub: ConfirmChannel;
+  /** Feature `express`: small data messages, no confirm mode (docs/protocol.md). */
+  express?: Channel;
+  /** amqplib's buffer for `express` is full until its 'drain'. */
+  expressFull: boolean;
   pool: Channel[];
   /** The presence queue (feature `presence`) and the channel that consumes it. */
   presence?: { channel: Channel; queue: string };
@@ -686,12 +694,21 @@ export class Connection extends EventEmitter implements StreamHost {
     return { queue, channel, consumerTag, resumable: true };
   }
 
-  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void): boolean {
+  publish(queue: string, body: Buffer, options: Options.Publish, confirmed?: (err: Error | null) => void, express?: boolean): boolean {
     const set = this.channels;
     if (!set) {
       const err = this.lost ?? new TunnelError('ERR_AMQP_CLOSED', `the connection to ${this.url.safeUrl} is closed`);
       if (confirmed) process.nextTick(confirmed, err);
       return true;
+    }
+    if (express && set.express) {
+      // No confirm will come: the message is as good as sent once amqplib has it.
+      if (!set.express.publish('', queue, body, options)) {
+        set.expressFull = true;
+        this.drainNeeded = true;
+      }
+      if (confirmed) process.nextTick(confirmed, null);
+      return !this.drainNeeded;
     }
     const size = body.length;
     set.inFlight += size;
@@ -714,7 +731,7 @@ export class Connection extends EventEmitter implements StreamHost {
 
   /** The publish buffer has room and the unconfirmed bytes are within bounds: release the writers. */
   private maybeDrained(set: ChannelSet): void {
-    if (this.channels !== set || set.bufferFull || set.inFlight > PUBLISH_IN_FLIGHT_BYTES) return;
+    if (this.channels !== set || set.bufferFull || set.expressFull || set.inFlight > PUBLISH_IN_FLIGHT_BYTES) return;
     this.onDrain();
   }
 
@@ -770,7 +787,7 @@ export class Connection extends EventEmitter implements StreamHost {
   }
 
   private async openChannels(): Promise<ChannelSet> {
-    const set: ChannelSet = { pub: undefined as unknown as ConfirmChannel, pool: [], next: 0, dead: false, inFlight: 0, bufferFull: false, drainCheck: false };
+    const set: ChannelSet = { pub: undefined as unknown as ConfirmChannel, pool: [], next: 0, dead: false, inFlight: 0, bufferFull: false, expressFull: false, drainCheck: false };
     const opened: Channel[] = [];
     const watch = (ch: Channel, what: string): void => {
       opened.push(ch);
@@ -790,6 +807,16 @@ export class Connection extends EventEmitter implements StreamHost {
         this.maybeDrained(set);
       });
       set.pub = pub;
+      if (this.options.features.has('express')) {
+        const express = await this.pubModel.createChannel({ highWaterMark: PUBLISH_BUFFER_FRAMES });
+        watch(express, 'express channel');
+        express.on('return', (msg: Message) => this.onReturn(msg));
+        express.on('drain', () => {
+          set.expressFull = false;
+          this.maybeDrained(set);
+        });
+        set.express = express;
+      }
       for (let i = 0; i < this.consumerChannelCount; i++) {
         const ch = await this.model.createChannel();
         watch(ch, 'consumer channel');
@@ -828,7 +855,7 @@ export class Connection extends EventEmitter implements StreamHost {
     if (set.dead) return;
     set.dead = true;
     if (this.channels === set) this.channels = undefined;
-    for (const ch of [set.pub, ...set.pool, set.presence?.channel]) {
+    for (const ch of [set.pub, set.express, ...set.pool, set.presence?.channel]) {
       if (ch) ch.close().catch(() => undefined);
     }
     this.onDrain();

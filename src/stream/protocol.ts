@@ -157,7 +157,7 @@ export const FEATURES_HEADER = 'x-amqp-stream-features';
  * docs/protocol.md. Each is negotiated on its own, so each can land (and be
  * turned off) without breaking peers that lack it.
  */
-export const FEATURES = ['presence', 'credit', 'seq', 'auth', 'aead', 'resume'] as const;
+export const FEATURES = ['presence', 'credit', 'seq', 'auth', 'aead', 'resume', 'express'] as const;
 export type Feature = (typeof FEATURES)[number];
 const NO_FEATURES: ReadonlySet<Feature> = new Set();
 

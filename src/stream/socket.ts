@@ -96,6 +96,8 @@ const QUEUE_GONE_QUIET_MS = 1000;
 const DATA_OPTIONS = publishOptions();
 /** Writes at least this large wait for the end of the event loop's turn before a partial message is sent (see _write). */
 const COALESCE_ABOVE = 16 * 1024;
+/** v2 `express`: data messages smaller than this go without a publisher confirm (docs/protocol.md). */
+const EXPRESS_BELOW = 16 * 1024;
 const PING_OPTIONS = pingOptions();
 
 type State = 'opening' | 'handshaking' | 'open' | 'closed';
@@ -122,6 +124,8 @@ export class StreamSocket extends Duplex {
   /** Between the handshake and the nextTick that emits 'connect': deliveries wait in `early`. */
   private announcing = false;
   private early: ConsumeMessage[] = [];
+  /** Listener with a secret and `express`: data bytes that came before the client's proof. */
+  private earlyBytes = 0;
   /** Data messages the broker has not confirmed yet; `afterConfirms` runs when none are left. */
   private unconfirmed = 0;
   private afterConfirms?: () => void;
@@ -161,6 +165,11 @@ export class StreamSocket extends Duplex {
   private tx?: CreditSender;
   /** v2 `seq` in use: offsets on every data message and end-of-stream. */
   private seq = false;
+  /** v2 `express` in use (with `credit` and `seq`): small data messages skip confirms; data may arrive out of order. */
+  private express = false;
+  /** `express`: data that arrived ahead of a gap, by offset (as received: sealed under `aead`), and an end that did. */
+  private ahead?: Map<number, Buffer>;
+  private aheadEnd?: { offset: number; headers: Record<string, unknown> | undefined };
   /** v2 `aead` in use (with `auth` and `seq`): data sealed, end/grant/reset tagged (aead.ts). */
   private cipher?: StreamCipher;
   /** Bytes pushed to the readable side (consumed = pushed - readableLength). */
@@ -452,10 +461,19 @@ export class StreamSocket extends Duplex {
 
   /** Listener with a secret: the client's first message must be its proof. */
   private onClientProof(msg: ConsumeMessage): void {
-    this.ack(msg);
     const wait = this.authWait;
-    if (!wait) return;
     const h = msg.properties.headers;
+    if (wait && msg.content.length !== 0 && h?.[AUTH_HEADER] === undefined && usable(wait.features).has('express')) {
+      // `express`: a small data message may pass the proof (which goes with confirms). It waits,
+      // unacked, like any early delivery, up to one window; it is opened only once the proof checks.
+      this.earlyBytes += msg.content.length;
+      if (this.earlyBytes <= this.transport!.options.window) {
+        this.early.push(msg);
+        return;
+      }
+    }
+    this.ack(msg);
+    if (!wait) return;
     const gaveUp = headerText(h?.[RESET_HEADER]);
     if (gaveUp !== undefined) {
       this.failAuth(new TunnelError('ERR_AMQP_SECRET', `the client gave up: ${gaveUp.slice(0, 200)}`));
@@ -533,6 +551,7 @@ export class StreamSocket extends Duplex {
       this.tx = new CreditSender(peerWindowOf(peerHeaders?.[WINDOW_HEADER]));
     }
     this.seq = features.has('seq');
+    this.express = features.has('express');
     this.resumable = features.has('resume');
     if (features.has('aead') && this.auth) this.cipher = this.auth.cipher();
     clearTimeout(this.handshakeTimer);
@@ -678,18 +697,18 @@ export class StreamSocket extends Duplex {
     }
     if (m.kind === 'eof') {
       this.ack(msg);
-      const problem = this.seq ? offsetProblem(m.offset, this.bytesRead, 'end-of-stream') : undefined;
-      if (problem) {
-        this.protocolError(problem);
+      const at = this.express ? headerInt(m.offset) : undefined;
+      if (at !== undefined && at > this.bytesRead) {
+        // `express`: data before the end is still on its way (a small message may pass a large one).
+        const lastHeld = this.ahead?.size ? Math.max(...[...this.ahead.entries()].map(([o, b]) => o + this.plainLength(b))) : 0;
+        if (lastHeld > at) {
+          this.protocolError(`end-of-stream at offset ${at} before data up to ${lastHeld}`);
+          return;
+        }
+        this.aheadEnd ??= { offset: at, headers: msg.properties.headers };
         return;
       }
-      // A forged end would make a cut transfer look complete.
-      if (this.cipher && !this.cipher.verify('end', this.bytesRead, msg.properties.headers)) {
-        this.protocolError('an end-of-stream without a valid tag');
-        return;
-      }
-      this.eofReceived = true;
-      this.push(null);
+      this.onEnd(m.offset, msg.properties.headers);
       return;
     }
     // `resume`: a message sent again (flagged) or redelivered by the broker (our
@@ -703,6 +722,14 @@ export class StreamSocket extends Duplex {
         return;
       }
       at = again;
+    }
+    if (this.express && at === this.bytesRead) {
+      const offset = headerInt(m.offset);
+      if (offset !== undefined && offset > this.bytesRead) {
+        this.ack(msg);
+        this.holdAhead(offset, m.body);
+        return;
+      }
     }
     const problem = this.seq && at === this.bytesRead ? offsetProblem(m.offset, this.bytesRead, 'data') : undefined;
     if (problem) {
@@ -726,14 +753,7 @@ export class StreamSocket extends Duplex {
     if (this.rx) {
       // Bounded by the window, so it is taken off the broker at once.
       this.ack(msg);
-      if (!this.rx.arrive(body.length)) {
-        this.protocolError(`the peer sent beyond its credit window (${this.rx.received} bytes, allowed ${this.rx.limit})`);
-        return;
-      }
-      this.bytesRead += body.length;
-      this.pushed += body.length;
-      this.push(body);
-      this.grantConsumed(); // a flowing reader may have taken it already
+      if (this.takeInOrder(body) && (this.ahead?.size || this.aheadEnd)) this.releaseAhead();
       return;
     }
     this.bytesRead += body.length;
@@ -744,6 +764,95 @@ export class StreamSocket extends Duplex {
       this.heldAcks.push(msg);
     } else {
       this.ack(msg);
+    }
+  }
+
+  /** v2 `credit`: bytes at the expected offset (opened, when sealed) go to the reader. False when the stream failed. */
+  private takeInOrder(body: Buffer): boolean {
+    if (this.ahead?.size) {
+      // A sender never sends the same bytes in two different pieces (a resend repeats the piece):
+      // a held message that starts inside these bytes is forged, or this one is.
+      const end = this.bytesRead + body.length;
+      for (const offset of this.ahead.keys()) {
+        if (offset > this.bytesRead && offset < end) {
+          this.protocolError(`data at offset ${this.bytesRead} (${body.length} bytes) overlaps data held at offset ${offset}`);
+          return false;
+        }
+      }
+    }
+    if (!this.rx!.arrive(body.length)) {
+      this.protocolError(`the peer sent beyond its credit window (${this.rx!.received} bytes, allowed ${this.rx!.limit})`);
+      return false;
+    }
+    this.bytesRead += body.length;
+    this.pushed += body.length;
+    this.push(body);
+    this.grantConsumed(); // a flowing reader may have taken it already
+    return true;
+  }
+
+  /** The end-of-stream at the expected offset (`offset` as received): checked, then the readable side ends. */
+  private onEnd(offset: unknown, headers: Record<string, unknown> | undefined): void {
+    const held = this.ahead?.size ? Math.max(...[...this.ahead.entries()].map(([o, b]) => o + this.plainLength(b))) : 0;
+    const problem = held > this.bytesRead ? `end-of-stream at offset ${this.bytesRead} before data up to ${held}` : this.seq ? offsetProblem(offset, this.bytesRead, 'end-of-stream') : undefined;
+    if (problem) {
+      this.protocolError(problem);
+      return;
+    }
+    // A forged end would make a cut transfer look complete.
+    if (this.cipher && !this.cipher.verify('end', this.bytesRead, headers)) {
+      this.protocolError('an end-of-stream without a valid tag');
+      return;
+    }
+    this.eofReceived = true;
+    this.push(null);
+  }
+
+  private plainLength(body: Buffer): number {
+    return this.cipher ? body.length - AEAD_TAG_BYTES : body.length;
+  }
+
+  /**
+   * `express`: data that arrived ahead of the expected offset waits here
+   * (already acked) until the bytes before it have come. It must fit in the
+   * window and before a held end; one already held (sent again) is dropped.
+   */
+  private holdAhead(offset: number, body: Buffer): void {
+    const ahead = (this.ahead ??= new Map());
+    if (ahead.has(offset)) return;
+    const end = offset + this.plainLength(body);
+    if (end > this.rx!.limit) {
+      this.protocolError(`the peer sent beyond its credit window (data up to offset ${end}, allowed ${this.rx!.limit})`);
+      return;
+    }
+    if (this.aheadEnd && end > this.aheadEnd.offset) {
+      this.protocolError(`data up to offset ${end} after an end-of-stream at ${this.aheadEnd.offset}`);
+      return;
+    }
+    ahead.set(offset, body);
+  }
+
+  /** `express`: hand on the held data that is now in order, then a held end once every byte before it came. */
+  private releaseAhead(): void {
+    const ahead = (this.ahead ??= new Map());
+    for (let body = ahead.get(this.bytesRead); body !== undefined && !this.destroyed; body = ahead.get(this.bytesRead)) {
+      const at = this.bytesRead;
+      ahead.delete(at);
+      let plain = body;
+      if (this.cipher) {
+        try {
+          plain = this.cipher.open(at, body);
+        } catch (err) {
+          this.protocolError((err as Error).message.replace(/^protocol error: /, ''));
+          return;
+        }
+      }
+      if (!this.takeInOrder(plain)) return;
+    }
+    if (this.aheadEnd && this.aheadEnd.offset <= this.bytesRead && !this.destroyed) {
+      const { offset, headers } = this.aheadEnd;
+      this.aheadEnd = undefined;
+      this.onEnd(offset, headers);
     }
   }
 
@@ -898,7 +1007,7 @@ export class StreamSocket extends Duplex {
     if (this.resumable) this.sentChunks.push({ offset, body });
     this.unconfirmed++;
     const wire = this.cipher ? this.cipher.seal(offset, body) : body;
-    this.transport!.publish(this.peerQueue!, wire, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm);
+    this.transport!.publish(this.peerQueue!, wire, this.seq ? offsetOptions(offset) : DATA_OPTIONS, this.onDataConfirm, this.express && body.length < EXPRESS_BELOW);
   }
 
   /** A data message was confirmed; a nack means the broker dropped bytes of the stream. */
@@ -1336,6 +1445,8 @@ function usable(agreed: ReadonlySet<Feature>): ReadonlySet<Feature> {
   if (out.has('aead') && !(out.has('auth') && out.has('seq'))) out.delete('aead');
   // `resume` is built from presence (who is away), credit (what to keep) and seq (what to drop).
   if (out.has('resume') && !(out.has('presence') && out.has('credit') && out.has('seq'))) out.delete('resume');
+  // `express` reorders by offset (seq) within a window (credit).
+  if (out.has('express') && !(out.has('credit') && out.has('seq'))) out.delete('express');
   return out;
 }
 

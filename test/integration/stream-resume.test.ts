@@ -173,7 +173,7 @@ describe('stream resume (real broker, fault proxy)', function () {
     const { accepted } = await echo(listener, q);
     const client = clientConn.connect(q, { allowHalfOpen: true });
     await once(client, 'connect');
-    assert.deepEqual([...client.features].sort(), ['aead', 'auth', 'credit', 'presence', 'resume', 'seq']);
+    assert.deepEqual([...client.features].sort(), ['aead', 'auth', 'credit', 'express', 'presence', 'resume', 'seq']);
     const total = 32 * 1024 * 1024;
     const r = await transfer(client, total, async (received) => {
       while (received() < total / 4) await sleep(5);
