@@ -209,15 +209,22 @@ export function workbenchPage(): Promise<Page> {
  */
 async function notificationItem(containing: string, timeoutMs: number): Promise<ReturnType<Page['locator']>> {
   const page = await workbenchPage();
-  await vscode.commands.executeCommand('notifications.showList');
   const item = page.locator('.notifications-center .notification-list-item', { hasText: containing }).first();
-  try {
-    await item.waitFor({ state: 'visible', timeout: timeoutMs });
-  } catch (err) {
-    const seen = await page.locator('.notifications-center .notification-list-item').allInnerTexts().catch(() => []);
-    throw new Error(`no notification with "${containing}" within ${timeoutMs} ms (${(err as Error).message.split('\n')[0]}); the notification center shows: ${JSON.stringify(seen)}`);
+  const deadline = Date.now() + timeoutMs;
+  // Opened while it is empty, the notification center stays closed, and a notification that comes
+  // later shows as a toast only (a debug launch asks after its configuration is resolved): open it
+  // again until the notification is in it.
+  for (;;) {
+    await vscode.commands.executeCommand('notifications.showList');
+    try {
+      await item.waitFor({ state: 'visible', timeout: Math.max(1, Math.min(1000, deadline - Date.now())) });
+      return item;
+    } catch (err) {
+      if (Date.now() < deadline) continue;
+      const seen = await page.locator('.notifications-center .notification-list-item').allInnerTexts().catch(() => []);
+      throw new Error(`no notification with "${containing}" within ${timeoutMs} ms (${(err as Error).message.split('\n')[0]}); the notification center shows: ${JSON.stringify(seen)}`);
+    }
   }
-  return item;
 }
 
 /**
