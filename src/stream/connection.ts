@@ -798,24 +798,21 @@ export class Connection extends EventEmitter implements StreamHost {
       });
       ch.on('close', () => this.onChannelClosed(set, what, failure));
     };
-    try {
-      const pub = await this.pubModel.createConfirmChannel({ highWaterMark: PUBLISH_BUFFER_FRAMES });
-      watch(pub, 'publish channel');
-      pub.on('return', (msg: Message) => this.onReturn(msg));
-      pub.on('drain', () => {
-        set.bufferFull = false;
+    // A publishing channel: its returns go to their streams, its 'drain' may release the writers.
+    const publishing = <C extends Channel>(ch: C, what: string, hasRoom: () => void): C => {
+      watch(ch, what);
+      ch.on('return', (msg: Message) => this.onReturn(msg));
+      ch.on('drain', () => {
+        hasRoom();
         this.maybeDrained(set);
       });
-      set.pub = pub;
+      return ch;
+    };
+    try {
+      const options = { highWaterMark: PUBLISH_BUFFER_FRAMES };
+      set.pub = publishing(await this.pubModel.createConfirmChannel(options), 'publish channel', () => (set.bufferFull = false));
       if (this.options.features.has('express')) {
-        const express = await this.pubModel.createChannel({ highWaterMark: PUBLISH_BUFFER_FRAMES });
-        watch(express, 'express channel');
-        express.on('return', (msg: Message) => this.onReturn(msg));
-        express.on('drain', () => {
-          set.expressFull = false;
-          this.maybeDrained(set);
-        });
-        set.express = express;
+        set.express = publishing(await this.pubModel.createChannel(options), 'express channel', () => (set.expressFull = false));
       }
       for (let i = 0; i < this.consumerChannelCount; i++) {
         const ch = await this.model.createChannel();
