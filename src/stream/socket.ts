@@ -186,6 +186,8 @@ export class StreamSocket extends Duplex {
    * otherwise the peer's connection is away and `timer` ends the grace period.
    */
   private hold?: { own: boolean; awaiting: boolean; timer?: NodeJS.Timeout };
+  /** v2 `resume`: set once a resume or its answer came: from then on, data below the expected offset is a late duplicate. */
+  private resumedOnce = false;
   /** v2 `resume`: bytes sent that the peer has not granted yet (at most one window), for retransmission. */
   private sentChunks: Array<{ offset: number; body: Buffer }> = [];
   /** v2 `resume`: `_final`'s callback, when the end's confirm was lost with the broker connection (sent again on resume). */
@@ -715,7 +717,9 @@ export class StreamSocket extends Duplex {
     // connection dropped before our ack) may hold bytes we already have.
     let at = this.bytesRead;
     const again = this.resumable ? headerInt(m.offset) : undefined;
-    if (again !== undefined && again < this.bytesRead && (msg.properties.headers?.[RETRANSMIT_HEADER] !== undefined || msg.fields.redelivered)) {
+    // After a resume, the original of a message that was sent again may come after its copy: the broker
+    // can still route what reached it on the dropped connection (more so from the express channel).
+    if (again !== undefined && again < this.bytesRead && (msg.properties.headers?.[RETRANSMIT_HEADER] !== undefined || msg.fields.redelivered || this.resumedOnce)) {
       const plain = this.cipher ? m.body.length - AEAD_TAG_BYTES : m.body.length;
       if (again + plain <= this.bytesRead) {
         this.ack(msg); // wholly a duplicate
@@ -849,6 +853,8 @@ export class StreamSocket extends Duplex {
       }
       if (!this.takeInOrder(plain)) return;
     }
+    // A held copy of bytes that came again at their offset (a resend) is of no use any more.
+    for (const offset of ahead.keys()) if (offset < this.bytesRead) ahead.delete(offset);
     if (this.aheadEnd && this.aheadEnd.offset <= this.bytesRead && !this.destroyed) {
       const { offset, headers } = this.aheadEnd;
       this.aheadEnd = undefined;
@@ -1318,6 +1324,7 @@ export class StreamSocket extends Duplex {
       this.protocolError(`a ${kind} at offset ${String(received)} when ${tx.sent} bytes were sent and ${tx.peerConsumed} granted`);
       return;
     }
+    this.resumedOnce = true;
     if (kind === 'resumed' && !this.hold?.own) return; // a late answer: the peer's own resume already told us
     const t = this.transport!;
     if (kind === 'resume') {
