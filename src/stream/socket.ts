@@ -702,7 +702,7 @@ export class StreamSocket extends Duplex {
       const at = this.express ? headerInt(m.offset) : undefined;
       if (at !== undefined && at > this.bytesRead) {
         // `express`: data before the end is still on its way (a small message may pass a large one).
-        const lastHeld = this.ahead?.size ? Math.max(...[...this.ahead.entries()].map(([o, b]) => o + this.plainLength(b))) : 0;
+        const lastHeld = this.heldUpTo();
         if (lastHeld > at) {
           this.protocolError(`end-of-stream at offset ${at} before data up to ${lastHeld}`);
           return;
@@ -720,8 +720,7 @@ export class StreamSocket extends Duplex {
     // After a resume, the original of a message that was sent again may come after its copy: the broker
     // can still route what reached it on the dropped connection (more so from the express channel).
     if (again !== undefined && again < this.bytesRead && (msg.properties.headers?.[RETRANSMIT_HEADER] !== undefined || msg.fields.redelivered || this.resumedOnce)) {
-      const plain = this.cipher ? m.body.length - AEAD_TAG_BYTES : m.body.length;
-      if (again + plain <= this.bytesRead) {
+      if (again + this.plainLength(m.body) <= this.bytesRead) {
         this.ack(msg); // wholly a duplicate
         return;
       }
@@ -797,7 +796,7 @@ export class StreamSocket extends Duplex {
 
   /** The end-of-stream at the expected offset (`offset` as received): checked, then the readable side ends. */
   private onEnd(offset: unknown, headers: Record<string, unknown> | undefined): void {
-    const held = this.ahead?.size ? Math.max(...[...this.ahead.entries()].map(([o, b]) => o + this.plainLength(b))) : 0;
+    const held = this.heldUpTo();
     const problem = held > this.bytesRead ? `end-of-stream at offset ${this.bytesRead} before data up to ${held}` : this.seq ? offsetProblem(offset, this.bytesRead, 'end-of-stream') : undefined;
     if (problem) {
       this.protocolError(problem);
@@ -814,6 +813,13 @@ export class StreamSocket extends Duplex {
 
   private plainLength(body: Buffer): number {
     return this.cipher ? body.length - AEAD_TAG_BYTES : body.length;
+  }
+
+  /** `express`: the stream offset just past the last byte held (0 when nothing is held). */
+  private heldUpTo(): number {
+    let end = 0;
+    for (const [offset, body] of this.ahead ?? []) end = Math.max(end, offset + this.plainLength(body));
+    return end;
   }
 
   /**
