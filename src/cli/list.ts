@@ -35,7 +35,14 @@ export function formatTable(list: PublisherInfo[], now = Date.now()): string {
 export async function runList(cfg: Common & { waitMs: number }, out: Output): Promise<number> {
   let conn: Connection | undefined;
   try {
-    conn = await connect(cfg.broker, { ...cfg.connectOptions, connectionName: `amqp-tunnel list on ${os.hostname()} (pid ${process.pid})` });
+    // A lister opens no streams: no data queues declared ahead of need (each would be declared and, with
+    // resume, deleted again at exit) and no liveness probes.
+    conn = await connect(cfg.broker, {
+      ...cfg.connectOptions,
+      connectionName: `amqp-tunnel list on ${os.hostname()} (pid ${process.pid})`,
+      warmQueues: 0,
+      livenessInterval: 0,
+    });
     const list = await listPublished(conn, { waitMs: cfg.waitMs });
     if (out.json) {
       for (const p of list) process.stdout.write(`${JSON.stringify(p)}\n`);

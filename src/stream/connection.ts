@@ -555,7 +555,9 @@ export class Connection extends EventEmitter implements StreamHost {
     if (!this.lost) {
       // Resumable queues outlive the connection: delete them (a warm one nobody took, and the
       // deletes the destroyed streams started) before closing, so nothing is left on the broker.
-      await Promise.all([this.deleteQueues(warm.filter((h) => h.resumable).map((h) => h.queue)), ...this.deleting]);
+      // Declarations of warm queues still on their way are waited for (bounded like the close itself).
+      const late = await Promise.race([this.warm.settled(), new Promise<ConsumerHandle[]>((resolve) => setTimeout(() => resolve([]), CLOSE_TIMEOUT_MS).unref())]);
+      await Promise.all([this.deleteQueues([...warm, ...late].filter((h) => h.resumable).map((h) => h.queue)), ...this.deleting]);
       await Promise.all([closeWithin(this.pubModel, CLOSE_TIMEOUT_MS), closeWithin(this.model, CLOSE_TIMEOUT_MS)]);
     }
   }

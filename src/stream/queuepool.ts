@@ -31,6 +31,10 @@ export class QueuePool {
   private warm: Warm[] = [];
   private filling = 0;
   private closed = false;
+  /** Declarations on their way (close() waits for them, see `closed`). */
+  private readonly pending = new Set<Promise<ConsumerHandle | undefined>>();
+  /** Queues whose declaration finished after close(): the caller of `settled()` gets them. */
+  private late: ConsumerHandle[] = [];
 
   /**
    * @param size queues to keep ready (0: none, every stream declares its own)
@@ -64,15 +68,24 @@ export class QueuePool {
     while (!this.closed && this.warm.length + this.filling < this.size) {
       this.filling++;
       const entry: Warm = { handle: undefined as unknown as ConsumerHandle, gone: false };
-      this.declare((msg) => this.deliver(entry, msg))
+      const p: Promise<ConsumerHandle | undefined> = this.declare((msg) => this.deliver(entry, msg))
         .then(
           (handle) => {
             entry.handle = handle;
-            if (!this.closed && !entry.gone) this.warm.push(entry);
+            if (this.closed) this.late.push(handle);
+            else if (!entry.gone) this.warm.push(entry);
+            return handle;
           },
-          (err: unknown) => this.logger.debug(`could not declare a warm data queue: ${describeError(err)}`),
+          (err: unknown) => {
+            this.logger.debug(`could not declare a warm data queue: ${describeError(err)}`);
+            return undefined;
+          },
         )
-        .finally(() => this.filling--);
+        .finally(() => {
+          this.filling--;
+          this.pending.delete(p);
+        });
+      this.pending.add(p);
     }
   }
 
@@ -82,6 +95,19 @@ export class QueuePool {
     const handles = this.warm.map((w) => w.handle);
     this.warm = [];
     return handles;
+  }
+
+  /**
+   * After close(): resolves, once the declarations still on their way have
+   * finished (or failed), with the queues they made. An orderly close waits
+   * for these before it closes the broker connection, so no declaration
+   * races the close and no resumable queue is left to expire on its own.
+   */
+  async settled(): Promise<ConsumerHandle[]> {
+    await Promise.all([...this.pending]);
+    const late = this.late;
+    this.late = [];
+    return late;
   }
 
   private deliver(entry: Warm, msg: ConsumeMessage | null): void {

@@ -87,6 +87,20 @@ describe('warm data queue pool (real broker)', function () {
     await until(() => client.warmQueueCount === 4 && server.warmQueueCount === 4);
   });
 
+  it('a connection closed while its pool is still filling leaves no queue behind on the broker', async () => {
+    // Warm queues are resumable (they outlive a dropped connection for the grace period), so one whose
+    // declaration was still on its way when the connection closed would stay on the broker until it expired.
+    const names = async (): Promise<Set<string>> => new Set((await rabbitmqctl<{ name: string }>(['list_queues', 'name'])).map((q) => q.name));
+    const before = await names();
+    for (let i = 0; i < 5; i++) {
+      const c = await connect(AMQP_URL, { connectionName: uniqueQueue('warm-closed') });
+      assert.ok(c.warmQueueCount < 4, 'closed before the pool was full (the case this test is about)');
+      await c.close();
+    }
+    const left = [...(await names())].filter((n) => !before.has(n) && n.startsWith('amq.gen-'));
+    assert.deepEqual(left, [], 'queues the closed connections declared and left behind');
+  });
+
   it('with warmQueues: 0 declares nothing ahead and still opens streams', async () => {
     const name = uniqueQueue('cold');
     const c = await open(name, 0);
