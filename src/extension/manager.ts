@@ -7,6 +7,7 @@
 import * as vscode from 'vscode';
 import { forward, publish, type Tunnel, type TunnelState, type TunnelStats, type ForwardTunnel } from '../tunnel';
 import { formatHostPort, parseBind, type HostPort } from '../tunnel/spec';
+import { MAX_RESUME_GRACE } from '../stream';
 import { redactUrl } from '../stream/url';
 import type { Logger } from '../common/logger';
 import type { Brokers } from './brokers';
@@ -196,7 +197,7 @@ export class TunnelManager implements vscode.Disposable {
     const url = await this.brokers.connectUrl(spec.broker);
     const secret = await this.tunnelSecrets?.get(spec.broker, spec.queue);
     const grace = vscode.workspace.getConfiguration(CONFIG_SECTION).get<number>(SETTINGS.resumeGrace, 30);
-    const resumeGrace = typeof grace === 'number' && Number.isFinite(grace) && grace >= 0 ? Math.min(grace, 86_400) : undefined;
+    const resumeGrace = typeof grace === 'number' && Number.isFinite(grace) && grace >= 0 ? Math.min(grace, MAX_RESUME_GRACE) : undefined;
     const connectOptions = { connectionName: `VS Code amqp-tunnel ${spec.kind} ${spec.queue}`, ...(resumeGrace !== undefined ? { resumeGrace } : {}) };
     const options = { queue: spec.queue, broker: url, logger: this.log, secret, connectOptions };
     if (spec.kind === 'publish' && !secret) this.tunnelSecrets?.warnUnprotected(spec.broker, spec.queue, spec.address);
