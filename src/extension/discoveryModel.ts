@@ -119,3 +119,37 @@ export function entryDetail(info: PublisherInfo, now = Date.now()): string {
   if (info.secretRequired) parts.push('tunnel secret required');
   return parts.join(' · ');
 }
+
+/** What the announcements (the "Published on" lists) tell the presence check of the ready forwards. */
+export interface AnnouncedPresence {
+  /** Indexes of forwards whose queue a publisher just announced: present, without a passive check. */
+  present: number[];
+  /** A forward's publisher left the lists (said goodbye or stopped answering): check the queues now. */
+  recheck: boolean;
+}
+
+/**
+ * The publishers the "Published on" lists show now (`listed`) and at the
+ * last change (`before`), as `broker\0queue` keys, against the ready
+ * forwards: a forward whose queue is listed has a publisher (it announced
+ * itself once it listened); a forward whose publisher dropped out of the
+ * lists needs a check, since a publisher that announces nothing (the Go
+ * library, --unlisted) is found only by the passive check.
+ */
+export function announcedPresence(forwards: ReadonlyArray<{ broker: string; queue: string; publisher?: boolean }>, listed: ReadonlySet<string>, before: ReadonlySet<string>): AnnouncedPresence {
+  const present: number[] = [];
+  let recheck = false;
+  forwards.forEach((f, i) => {
+    const key = presenceKey(f.broker, f.queue);
+    if (listed.has(key)) {
+      if (f.publisher !== true) present.push(i);
+    } else if (before.has(key) && f.publisher === true) {
+      recheck = true;
+    }
+  });
+  return { present, recheck };
+}
+
+export function presenceKey(broker: string, queue: string): string {
+  return `${broker}\0${queue}`;
+}

@@ -46,7 +46,7 @@ export function activate(context: vscode.ExtensionContext): AmqpTunnelApi {
   tree.addSection(section);
   const view = vscode.window.createTreeView(VIEWS.tunnels, { treeDataProvider: tree, showCollapseAll: false, canSelectMany: true });
   section.follow(view);
-  const presence = new PublisherWatch(manager, brokers, view);
+  const presence = new PublisherWatch(manager, brokers, view, section);
   const s: Services = { brokers, manager, kept, log, tree };
   context.subscriptions.push(log, manager, tree, statusBar, view, presence, section);
   registerCommands(context, s);

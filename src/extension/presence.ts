@@ -11,11 +11,25 @@
  * liveness probes do: a forward left visible costs the broker's log about
  * two lines a minute. Any change (a publisher came or went, a forward became
  * ready, the view was shown again) starts over at 3 s.
+ *
+ * A publisher of amqp-tunnel announces itself on the broker when it starts
+ * (src/tunnel/discovery.ts), and the "Published on" lists of the same view
+ * hear it: a forward whose queue shows up there is marked present at once,
+ * without waiting for the next round (which may be 30 s away); one whose
+ * publisher drops out of the lists is checked at once.
  */
 import * as vscode from 'vscode';
 import type { Brokers } from './brokers';
 import type { TunnelManager } from './manager';
 import { publishedQueues } from './debug/probe';
+import { announcedPresence, presenceKey } from './discoveryModel';
+import type { PublisherInfo } from '../tunnel/discovery';
+
+/** The "Published on" lists: what publishers announced on each broker (PublishedSection). */
+export interface Announcements {
+  readonly onDidChange: vscode.Event<unknown>;
+  entries(): ReadonlyArray<{ broker: string; info: PublisherInfo }>;
+}
 
 /** How soon the queues of ready forwards are checked again after a change, while the view is visible. */
 export const PRESENCE_INTERVAL_MS = 3000;
@@ -34,6 +48,7 @@ export class PublisherWatch implements vscode.Disposable {
     private readonly manager: TunnelManager,
     private readonly brokers: Brokers,
     view: vscode.TreeView<unknown>,
+    announcements?: Announcements,
   ) {
     const visibility = (visible: boolean): void => {
       clearTimeout(this.timer);
@@ -52,6 +67,20 @@ export class PublisherWatch implements vscode.Disposable {
         }
       }),
     );
+    if (announcements) {
+      let before = new Set<string>();
+      this.subscriptions.push(
+        announcements.onDidChange(() => {
+          const listed = new Set(announcements.entries().map((n) => presenceKey(n.broker, n.info.queue)));
+          const forwards = this.manager.list().filter((e) => e.spec.kind === 'forward' && e.state === 'ready');
+          const { present, recheck } = announcedPresence(forwards.map((e) => ({ broker: e.spec.broker, queue: e.spec.queue, publisher: e.publisher })), listed, before);
+          before = listed;
+          for (const i of present) this.manager.setPublisher(forwards[i]!, true);
+          if (present.length > 0 || recheck) this.delay = PRESENCE_INTERVAL_MS;
+          if (recheck && this.visible) void this.check();
+        }),
+      );
+    }
     visibility(view.visible);
   }
 

@@ -1,7 +1,9 @@
 import * as assert from 'node:assert/strict';
 import {
   DEBUGGERS,
+  announcedPresence,
   attachConfiguration,
+  presenceKey,
   debuggerFor,
   debuggerOfType,
   debuggerRows,
@@ -92,5 +94,25 @@ describe('extension: discovered entries (discoveryModel)', () => {
   it('gives each protocol its own icon', () => {
     const icons = (['node', 'python', 'java', 'go', 'unknown'] as const).map(protocolIcon);
     assert.equal(new Set(icons).size, icons.length);
+  });
+
+  describe('publisher presence from the announcements', () => {
+    const fwd = (queue: string, publisher?: boolean, broker = 'b'): { broker: string; queue: string; publisher?: boolean } => ({ broker, queue, publisher });
+    const keys = (...qs: string[]): Set<string> => new Set(qs.map((q) => presenceKey('b', q)));
+
+    it('a forward whose queue a publisher announced is present at once, whatever the last passive check said', () => {
+      const r = announcedPresence([fwd('app', false), fwd('other', false), fwd('unknown')], keys('app', 'unknown'), keys());
+      assert.deepEqual(r, { present: [0, 2], recheck: false });
+    });
+
+    it('a forward already present is left alone, and the same queue on another broker is not it', () => {
+      assert.deepEqual(announcedPresence([fwd('app', true), fwd('app', false, 'other-broker')], keys('app'), keys('app')), { present: [], recheck: false });
+    });
+
+    it('a publisher that left the lists asks for a check (it may still hold the queue), one never listed does not', () => {
+      assert.deepEqual(announcedPresence([fwd('app', true)], keys(), keys('app')), { present: [], recheck: true });
+      // A Go publisher (no announcements) found by the passive check: nothing in the lists changes that.
+      assert.deepEqual(announcedPresence([fwd('go-app', true)], keys(), keys()), { present: [], recheck: false });
+    });
   });
 });
