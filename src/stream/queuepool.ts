@@ -29,9 +29,8 @@ interface Warm {
 
 export class QueuePool {
   private warm: Warm[] = [];
-  private filling = 0;
   private closed = false;
-  /** Declarations on their way (close() waits for them, see `closed`). */
+  /** Declarations on their way (they count towards `size`; close() waits for them, see `settled`). */
   private readonly pending = new Set<Promise<ConsumerHandle | undefined>>();
   /** Queues whose declaration finished after close(): the caller of `settled()` gets them. */
   private late: ConsumerHandle[] = [];
@@ -65,8 +64,7 @@ export class QueuePool {
 
   /** Declare queues until `size` are ready or on their way. A failure (a closing connection) is retried only at the next take. */
   fill(): void {
-    while (!this.closed && this.warm.length + this.filling < this.size) {
-      this.filling++;
+    while (!this.closed && this.warm.length + this.pending.size < this.size) {
       const entry: Warm = { handle: undefined as unknown as ConsumerHandle, gone: false };
       const p: Promise<ConsumerHandle | undefined> = this.declare((msg) => this.deliver(entry, msg))
         .then(
@@ -81,10 +79,7 @@ export class QueuePool {
             return undefined;
           },
         )
-        .finally(() => {
-          this.filling--;
-          this.pending.delete(p);
-        });
+        .finally(() => this.pending.delete(p));
       this.pending.add(p);
     }
   }
