@@ -27,6 +27,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Op
 import { TunnelError, describeError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { RateLimitedLogger } from '../common/ratelimit';
+import { settleWithin } from '../common/timeout';
 import { brokerConnectError, brokerLostError, channelError } from './brokerErrors';
 import { resolveSecret } from './auth';
 import { LivenessProbe, afterGrace } from './liveness';
@@ -556,7 +557,7 @@ export class Connection extends EventEmitter implements StreamHost {
       // Resumable queues outlive the connection: delete them (a warm one nobody took, and the
       // deletes the destroyed streams started) before closing, so nothing is left on the broker.
       // Declarations of warm queues still on their way are waited for (bounded like the close itself).
-      const late = await Promise.race([this.warm.settled(), new Promise<ConsumerHandle[]>((resolve) => setTimeout(() => resolve([]), CLOSE_TIMEOUT_MS).unref())]);
+      const late = await settleWithin(this.warm.settled(), CLOSE_TIMEOUT_MS, []);
       await Promise.all([this.deleteQueues([...warm, ...late].filter((h) => h.resumable).map((h) => h.queue)), ...this.deleting]);
       await Promise.all([closeWithin(this.pubModel, CLOSE_TIMEOUT_MS), closeWithin(this.model, CLOSE_TIMEOUT_MS)]);
     }

@@ -23,6 +23,7 @@ import { EventEmitter } from 'node:events';
 import * as os from 'node:os';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { describeError } from '../common/errors';
+import { settleWithin } from '../common/timeout';
 import { silentLogger, type Logger } from '../common/logger';
 import { VERSION } from '../common/version';
 import { DEBUG_PROTOCOLS, type DebugProtocol, type Detection } from './detect';
@@ -138,15 +139,7 @@ const CLOSE_WAIT_MS = 1000;
 
 async function closeQuietly(ch: Channel | undefined): Promise<void> {
   if (!ch) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    ch.close().catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_WAIT_MS);
-      timer.unref();
-    }),
-  ]);
-  clearTimeout(timer);
+  await settleWithin(ch.close().catch(() => undefined), CLOSE_WAIT_MS, undefined);
 }
 
 // ---- the publisher's side ------------------------------------------------------
@@ -191,7 +184,7 @@ export class DiscoveryResponder {
     if (!ch) return;
     if (goodbye) {
       this.announce(ch, 'down');
-      await Promise.race([ch.waitForConfirms().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, GOODBYE_TIMEOUT_MS).unref())]);
+      await settleWithin(ch.waitForConfirms().catch(() => undefined), GOODBYE_TIMEOUT_MS, undefined);
     }
     await closeQuietly(ch);
   }

@@ -21,6 +21,7 @@
 import * as net from 'node:net';
 import type { StreamServer, StreamSocket } from '../stream';
 import { TunnelError, describeError } from '../common/errors';
+import { settleWithin } from '../common/timeout';
 import { formatHostPort, parseTarget, type HostPort } from './spec';
 import { Tunnel, type TunnelOptions } from './tunnel';
 import type { BrokerLink } from './transport';
@@ -106,7 +107,7 @@ export class PublishTunnel extends Tunnel {
     this.responder = responder;
     try {
       // The first look at the target (started before connecting) is in the first answer; later looks refresh in the background.
-      if (this.detecting) await Promise.race([this.detecting, new Promise((resolve) => setTimeout(resolve, FIRST_DETECTION_WAIT_MS).unref())]);
+      if (this.detecting) await settleWithin(this.detecting, FIRST_DETECTION_WAIT_MS, undefined);
       if (this.responder !== responder) return;
       await responder.start(link);
       // Torn down while starting: stop what was just started.
